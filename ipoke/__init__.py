@@ -1,0 +1,1 @@
+"""iPOKE: poke a still image, sample controlled stochastic videos."""

@@ -1,0 +1,1 @@
+"""Data: sources and manifests, frames, flow, shards, poke simulation and the training loader."""

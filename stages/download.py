@@ -1,0 +1,46 @@
+"""DVC stage ``download``: put a dataset's videos under data/raw/<dataset>/ with a manifest.
+
+Outs: ``data/raw/<dataset>/`` (videos, ``manifest.parquet``, ``skipped.csv``) and
+``metrics/download.json`` (counts).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from ipoke.atomic import atomic_path
+from ipoke.data import manifest
+from ipoke.data import sources
+from ipoke.data.sources.params import DownloadParams
+from ipoke.stage import main_guard, run_stage
+
+
+def main() -> None:
+    with run_stage("download", DownloadParams) as st:
+        out = Path("data/raw") / st.dataset
+        source = sources.load(st.params.source)
+        with atomic_path(out, directory=True) as tmp:
+            result = source.build(st.params, tmp)
+            manifest.write(result.manifest, tmp)
+            skipped = pd.DataFrame([vars(s) for s in result.skipped], columns=["path", "reason"])
+            skipped.to_csv(tmp / "skipped.csv", index=False)
+        m = result.manifest
+        for s in result.skipped:
+            print(f"skipped {s.path}: {s.reason}")
+        st.write_metrics(
+            "metrics/download.json",
+            {
+                "videos": len(m),
+                "videos_train": int((m["split"] == "train").sum()),
+                "videos_test": int((m["split"] == "test").sum()),
+                "frames": int(m["n_frames"].sum()),
+                "skipped": len(result.skipped),
+            },
+        )
+        st.log_artifact(out / "skipped.csv")
+
+
+if __name__ == "__main__":
+    main_guard(main)
