@@ -23,8 +23,9 @@ from ipoke.config import flatten  # noqa: E402
 PARENT_ENV = "IPOKE_MLFLOW_PARENT_RUN_ID"
 
 
-def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+def tracking_uri(project: Path | None = None) -> str:
+    """The MLflow store: ``MLFLOW_TRACKING_URI``, else ``mlflow.db`` in ``project`` (default: cwd)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(project or Path.cwd()).resolve() / 'mlflow.db'}"
 
 
 def experiment_name(dataset: str) -> str:
@@ -39,8 +40,8 @@ def git_commit() -> str | None:
         return None
 
 
-def _use_experiment(dataset: str) -> None:
-    mlflow.set_tracking_uri(tracking_uri())
+def _use_experiment(dataset: str, uri: str | None = None) -> None:
+    mlflow.set_tracking_uri(uri or tracking_uri())
     mlflow.set_experiment(experiment_name(dataset))
 
 
@@ -60,9 +61,11 @@ def _tags(kind: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def pipeline_run(dataset: str, params: dict[str, Any], name: str = "pipeline") -> Iterator[str]:
+def pipeline_run(
+    dataset: str, params: dict[str, Any], name: str = "pipeline", uri: str | None = None
+) -> Iterator[str]:
     """Open the parent run of one pipeline execution and export its id to child processes."""
-    _use_experiment(dataset)
+    _use_experiment(dataset, uri)
     with mlflow.start_run(run_name=name, tags=_tags("pipeline")) as run:
         _log_params(params)
         previous = os.environ.get(PARENT_ENV)
@@ -84,6 +87,7 @@ def stage_run(stage: str, dataset: str, params: dict[str, Any]) -> Iterator[mlfl
     parent = os.environ.get(PARENT_ENV)
     if parent:
         tags["mlflow.parentRunId"] = parent
-    with mlflow.start_run(run_name=stage, tags=tags) as run:
+    nested = mlflow.active_run() is not None  # stage called in-process, e.g. from a notebook or test
+    with mlflow.start_run(run_name=stage, tags=tags, nested=nested) as run:
         _log_params(params)
         yield run

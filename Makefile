@@ -1,0 +1,49 @@
+# iPOKE pipeline. `make repro` runs the main job, `make test` the tests; both set up the environment first.
+SHELL := /bin/bash
+export PATH := $(HOME)/.local/bin:$(PATH)
+UV ?= uv
+RUN := $(UV) run --frozen
+MLFLOW_PORT ?= 5000
+PREFECT_PORT ?= 4200
+
+.PHONY: setup repro flow test test-fast eval bench lint mlflow-ui prefect-ui deploy clean
+
+setup:  ## install uv if missing, then the locked environment
+	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --user --quiet uv
+	$(UV) sync --frozen
+
+repro: setup  ## the main job: every DVC stage on params.yaml, under one MLflow parent run
+	$(RUN) ipoke repro
+
+flow: setup  ## the same DAG as a Prefect flow (retries, states, logs in the Prefect UI)
+	$(RUN) python -m pipelines.flow
+
+test: setup  ## the whole test suite
+	$(RUN) pytest -q
+
+test-fast: setup  ## tests without the slow integration ones
+	$(RUN) pytest -q -m "not slow"
+
+eval: setup  ## evaluate the trained pipeline, build the HTML report, print the results table
+	$(RUN) ipoke repro evaluate report
+
+bench: setup  ## throughput/latency benchmarks, written to bench/results/*.json
+	@mkdir -p bench/results
+	@for b in bench/bench_*.py; do echo "== $$b"; $(RUN) python $$b || exit 1; done
+
+lint: setup
+	$(RUN) ruff check .
+
+mlflow-ui: setup  ## MLflow UI on http://127.0.0.1:$(MLFLOW_PORT)
+	$(RUN) mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port $(MLFLOW_PORT)
+
+prefect-ui: setup  ## Prefect server + UI on http://127.0.0.1:$(PREFECT_PORT)
+	$(RUN) prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
+
+clean:  ## remove pipeline outputs, caches and tracking data (keeps the environment)
+	rm -rf data models outputs metrics plots reports mlflow.db mlruns mlartifacts bench/results test-artifacts .pytest_cache .ruff_cache
+
+deploy: setup  ## register the nightly Prefect deployment (prefect.yaml) and run a worker for it
+	$(RUN) prefect work-pool create ipoke-local --type process --overwrite
+	IPOKE_PROJECT_DIR=$(CURDIR) $(RUN) prefect --no-prompt deploy --all
+	$(RUN) prefect worker start --pool ipoke-local
