@@ -5,8 +5,10 @@ UV ?= uv
 RUN := $(UV) run --frozen
 MLFLOW_PORT ?= 5000
 PREFECT_PORT ?= 4200
+APP_PORT ?= 8000
+DATASET ?= $(shell sed -n 's/^dataset: *\([^ #]*\).*/\1/p' params.yaml)
 
-.PHONY: setup repro flow test test-fast eval bench lint mlflow-ui prefect-ui deploy clean
+.PHONY: setup repro flow test test-fast eval bench lint mlflow-ui prefect-ui serve deploy clean
 
 setup:  ## install uv if missing, then the locked environment
 	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --user --quiet uv
@@ -39,6 +41,9 @@ mlflow-ui: setup  ## MLflow UI on http://127.0.0.1:$(MLFLOW_PORT)
 
 prefect-ui: setup  ## Prefect server + UI on http://127.0.0.1:$(PREFECT_PORT)
 	$(RUN) prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
+
+serve: setup  ## the poking web app for the trained model on http://127.0.0.1:$(APP_PORT) (API docs at /docs)
+	$(RUN) ipoke serve --model models/$(DATASET)/pipeline --port $(APP_PORT)
 
 clean:  ## remove pipeline outputs, caches and tracking data (keeps the environment)
 	rm -rf data models outputs metrics plots reports mlflow.db mlruns mlartifacts bench/results test-artifacts .pytest_cache .ruff_cache

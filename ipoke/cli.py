@@ -11,6 +11,8 @@ from ipoke.errors import IpokeError
 # name -> (help, module exposing ``add_arguments(parser)`` and ``run(args)``)
 COMMANDS: dict[str, tuple[str, str]] = {
     "repro": ("run the whole DVC pipeline under one MLflow parent run", "ipoke.pipeline"),
+    "synth": ("synthetic poking world: preview videos with their pokes", "ipoke.data.synthetic.cli"),
+    "serve": ("serve the interactive poking web app for a trained pipeline", "ipoke.app.cli"),
 }
 
 
