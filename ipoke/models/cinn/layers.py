@@ -1,0 +1,64 @@
+"""The Glow-style invertible layers of a flow block, all behind FrEIA's interface.
+
+FrEIA provides ActNorm and the two-sided affine coupling; this module adds a guard to the former, the
+couplings' subnet, and a fixed channel shuffle. The shuffle is our own because FrEIA's ``PermuteRandom``
+reseeds numpy's global random generator, which would silently reset every other consumer of it (poke
+sampling, data augmentation).
+"""
+
+from __future__ import annotations
+
+import torch
+from FrEIA.modules import ActNorm as FrEIAActNorm
+from FrEIA.modules import InvertibleModule
+from torch import nn
+
+from ipoke.errors import IpokeError
+
+
+class ActNorm(FrEIAActNorm):
+    """Per-channel scale and bias, initialised from the first batch it transforms (zero mean, unit variance).
+
+    Initialisation only happens in the density direction; running it backwards uninitialised is refused, since
+    that would initialise it from noise.
+    """
+
+    def forward(self, x, rev=False, jac=True):
+        if rev and self.init_on_next_batch:
+            raise IpokeError(
+                "cINN ActNorm run in the sampling direction before initialisation: load trained weights "
+                "(load_state_dict) or pass a batch of training latents forward first"
+            )
+        return super().forward(x, rev=rev, jac=jac)
+
+
+class ChannelShuffle(InvertibleModule):
+    """A fixed random permutation of the channels (the paper's replacement for Glow's 1x1 convolutions)."""
+
+    def __init__(self, dims_in, dims_c=None, seed: int = 0):
+        super().__init__(dims_in, dims_c)
+        generator = torch.Generator().manual_seed(seed)
+        perm = torch.randperm(dims_in[0][0], generator=generator, device="cpu")
+        self.register_buffer("perm", perm)
+        self.register_buffer("inverse_perm", torch.argsort(perm))
+
+    def forward(self, x, c=(), rev=False, jac=True):
+        index = self.inverse_perm if rev else self.perm
+        return (x[0][:, index],), x[0].new_zeros(x[0].shape[0])
+
+    def output_dims(self, input_dims):
+        return input_dims
+
+
+def coupling_subnet(in_channels: int, out_channels: int, hidden: int) -> nn.Module:
+    """3x3, 1x1, 3x3 convolutions (as the authors' coupling nets); the last starts at zero (identity flow)."""
+    last = nn.Conv2d(hidden, out_channels, 3, padding=1)
+    nn.init.zeros_(last.weight)
+    nn.init.zeros_(last.bias)
+    return nn.Sequential(
+        nn.Conv2d(in_channels, hidden, 3, padding=1),
+        nn.ELU(),
+        nn.Conv2d(hidden, hidden, 1),
+        nn.ELU(),
+        last,
+    )
