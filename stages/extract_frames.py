@@ -1,0 +1,40 @@
+"""DVC stage ``extract_frames``: decode every manifest video into stored-resolution uint8 frames.
+
+Deps: ``data/raw/<dataset>/``. Outs: ``data/frames/<dataset>/`` (``<video>.npy``, ``index.parquet``,
+``skipped.csv``; see :mod:`ipoke.data.frames`) and ``metrics/extract_frames.json``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ipoke.atomic import atomic_path
+from ipoke.data.frames import SKIPPED_NAME, FramesParams, extract
+from ipoke.stage import main_guard, progress, run_stage
+
+
+def main() -> None:
+    with run_stage("extract_frames", FramesParams) as st:
+        raw, out = Path("data/raw") / st.dataset, Path("data/frames") / st.dataset
+        t0 = time.perf_counter()
+        with atomic_path(out, directory=True) as tmp:
+            result = extract(raw, tmp, st.params, st.dataset, progress=progress)
+        seconds = time.perf_counter() - t0
+        for row in result.skipped.itertuples(index=False):
+            print(f"skipped {row.path}: {row.reason}")
+        st.write_metrics(
+            "metrics/extract_frames.json",
+            {
+                "videos": len(result.index),
+                "skipped": len(result.skipped),
+                "frames": result.frames,
+                "seconds": round(seconds, 3),
+                "frames_per_s": round(result.frames / max(seconds, 1e-9), 1),
+            },
+        )
+        st.log_artifact(out / SKIPPED_NAME)
+
+
+if __name__ == "__main__":
+    main_guard(main)
