@@ -11,8 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from ipoke.atomic import atomic_path
-from ipoke.data import manifest
-from ipoke.data import sources
+from ipoke.data import manifest, sources
 from ipoke.data.sources.params import DownloadParams
 from ipoke.stage import main_guard, run_stage
 
