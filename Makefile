@@ -28,6 +28,8 @@ test-fast: setup  ## tests without the slow integration ones
 
 eval: setup  ## evaluate the trained pipeline, build the HTML report, print the results table
 	$(RUN) ipoke repro evaluate report
+	@cat reports/$(DATASET)/table.md
+	@echo "report: reports/$(DATASET)/index.html (compare runs: dvc metrics diff, dvc exp show)"
 
 bench: setup  ## throughput/latency benchmarks, written to bench/results/*.json
 	@mkdir -p bench/results

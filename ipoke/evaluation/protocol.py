@@ -1,0 +1,462 @@
+"""The evaluation protocol (paper 4.3 and appendix G), run with a trained pipeline over the test shards.
+
+Test clips: the first ``n_clips`` clips of the test split (paper: 1000), read in shard order with the
+training loader's poke simulation (:func:`ipoke.data.loader.make_example`) at a fixed ``seed`` and epoch 0,
+so every run sees the same clips and the same pokes. Poke patches, counts and the mask filter are the
+training loader's (``loader.pokes``), so the model sees the kind of pokes it learned from; background pokes
+are off by default (``background_prob = 0``): their target is a still video, which would make the control
+error meaningless.
+
+Per clip, ``n_samples`` videos (paper: 5) are drawn with the poke fixed; batch ``i`` uses seed
+``seed + i``. The same seeds with an empty poke map give the no-poke sampling, so the two differ only in
+the poke. Frame 0 of every video is x0; the metrics below compare the T = 10 frames after it.
+
+- PSNR, SSIM, LPIPS against the ground-truth frames: per frame, averaged over frames and then over the
+  5 samples (the paper averages over time and samples, it does not pick the best sample).
+- Diversity: mean pairwise MSE (pixels in [-1, 1]) and LPIPS between the 5 samples of a clip, over the
+  generated frames; reported x1e4 as in Table 2.
+- FVD: sample 0 of each clip against the real clips, both x0 + 10 frames (appendix G).
+- Control error: each poked point is tracked through the video with optical flow
+  (:mod:`ipoke.metrics.control`) and its end position compared with the poke's target, averaged over pokes
+  and samples. Three rows: the iPOKE samples, the GT floor (the same tracking on the real clip, i.e. what
+  tracker and flow-estimated targets get wrong by themselves) and the no-poke sampling.
+- Keypoint error (data with ground-truth keypoints, e.g. synthetic): as in Fig. 8 only keypoints of the
+  poked parts count: for each poke the keypoint nearest to it in x0; it is tracked through the video and
+  compared with its ground-truth end position. Same three rows.
+- Kinematics maps (Fig. 7): on the first ``kinematics.n_images`` test frames, ``kinematics.n_pokes``
+  random pokes (paper: 1000) at the clip's first simulated poke location, up to ``kinematics.max_shift``
+  of the frame size (:mod:`ipoke.metrics.kinematics`).
+- Ambiguity curve (Fig. 9): on ``ambiguity.n_examples`` clips (paper: 1000), 5 pokes from the same
+  simulation (conditioned on drawing 5), the first k used for k = 1..5, ``ambiguity.n_samples`` samples
+  each (paper: 50); error = keypoint distance where keypoints are known (as on iPER), else LPIPS (as on PP).
+
+FVD and LPIPS need pretrained weights (I3D, ImageNet AlexNet); without them they are recorded as not
+computed with the reason, never replaced by a number from an untrained network.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch.utils.data import default_collate
+
+from ipoke.config import Section
+from ipoke.data.loader import LoaderParams, _tar_samples, make_example
+from ipoke.data.pokes import PokeParams, draw_patches, sample_pokes
+from ipoke.data.shards import npy_load, shard_urls
+from ipoke.errors import IpokeError
+from ipoke.evaluation.results import (
+    CONTROL_METHODS,
+    EvaluationResults,
+    GridExample,
+    KinematicsExample,
+)
+from ipoke.metrics import MetricUnavailable
+from ipoke.metrics.ambiguity import AmbiguityExample, ambiguity_curve, keypoint_error, lpips_error
+from ipoke.metrics.control import control_error, end_point_error
+from ipoke.metrics.diversity import pairwise_lpips, pairwise_mse
+from ipoke.metrics.fvd import I3DFeatures, fvd
+from ipoke.metrics.image import video_psnr, video_ssim
+from ipoke.metrics.kinematics import sample_kinematics_map
+from ipoke.metrics.perceptual import Lpips
+from ipoke.metrics.videos import float_to_uint8, uint8_to_float
+from ipoke.stage import progress
+
+AMBIGUITY_POKES = 5  # Fig. 9 goes from 1 to 5 pokes
+
+
+class KinematicsParams(Section):
+    n_images: int = Field(2, ge=0, description="test start frames with a kinematics map (0 = none)")
+    n_pokes: int = Field(32, ge=4, description="random pokes per map (paper: 1000)")
+    max_shift: float = Field(0.15, gt=0, le=1, description="largest poke, as a fraction of the frame size")
+
+
+class AmbiguityParams(Section):
+    n_examples: int = Field(8, ge=0, description="clips on the curve (paper: 1000; 0 = no curve)")
+    n_samples: int = Field(10, ge=2, description="samples per clip and number of pokes (paper: 50)")
+
+
+class EvalProfile(Section):
+    """One profile (demo or paper) of the ``evaluate`` section."""
+
+    n_clips: int = Field(64, ge=2, description="test clips (paper: 1000)")
+    n_samples: int = Field(5, ge=2, description="samples per clip with the poke fixed (paper: 5)")
+    batch_size: int = Field(8, ge=1)
+    seed: int = 0
+    temperature: float = Field(1.0, gt=0, description="scale of the sampled residual r")
+    psnr_max_db: float = Field(60.0, gt=0, description="cap for identical frames (PSNR = inf)")
+    background_prob: float = Field(0.0, ge=0, le=1, description="share of background pokes among test clips")
+    kinematics: KinematicsParams = KinematicsParams()
+    ambiguity: AmbiguityParams = AmbiguityParams()
+    grid_clips: int = Field(4, ge=0, description="test clips shown as GT | samples | no-poke videos")
+    grid_fps: float = Field(5.0, gt=0, description="frame rate of the sample grid videos")
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:1, ...")
+
+
+class EvaluateParams(Section):
+    demo: EvalProfile
+    paper: EvalProfile
+
+
+class Pipeline(Protocol):
+    """The part of :class:`ipoke.sampling.PokePipeline` the protocol uses."""
+
+    size: int
+    n_frames: int
+    max_pokes: int
+    poke_conditioned: bool
+    device: torch.device
+
+    def sample_batch(self, x0, poke, n, seed, temperature=1.0) -> torch.Tensor: ...
+
+
+@dataclass
+class TestClip:
+    """A test clip as the loader yields it, plus its ground-truth keypoints when the shard has them."""
+
+    example: dict
+    keypoints: np.ndarray | None  # (T, K, 2) in stored pixels
+
+
+def test_clips(shard_dir: str | Path, profile: EvalProfile, pokes: PokeParams) -> Iterator[TestClip]:
+    """The test split's clips in shard order, with the loader's pokes for ``profile.seed`` at epoch 0."""
+    params = LoaderParams(batch_size=profile.batch_size, workers=0, seed=profile.seed, pokes=pokes)
+    for sample in _tar_samples(iter(shard_urls(shard_dir, "test"))):
+        keypoints = npy_load(sample["keypoints.npy"]) if "keypoints.npy" in sample else None
+        yield TestClip(make_example(sample, profile.seed, 0, params, train=False), keypoints)
+
+
+def batches(clips: Iterator[TestClip], size: int, limit: int) -> Iterator[tuple[dict, list]]:
+    """Collated batches of at most ``limit`` clips in all, with the keypoints alongside."""
+    chunk: list[TestClip] = []
+    for n, clip in enumerate(clips):
+        if n >= limit:
+            break
+        chunk.append(clip)
+        if len(chunk) == size:
+            yield default_collate([c.example for c in chunk]), [c.keypoints for c in chunk]
+            chunk = []
+    if chunk:
+        yield default_collate([c.example for c in chunk]), [c.keypoints for c in chunk]
+
+
+def check_compatible(pipeline: Pipeline, video: torch.Tensor, source: str) -> None:
+    t, _, h, w = video.shape[1:]
+    if (h, w) != (pipeline.size, pipeline.size) or t != pipeline.n_frames:
+        raise IpokeError(
+            f"{source}: test clips are {t} frames of {w}x{h} px but the pipeline makes {pipeline.n_frames} "
+            f"frames of {pipeline.size}x{pipeline.size} px; evaluate on the shards it was trained on"
+        )
+
+
+class PipelineSampler:
+    """The metrics' numpy sampler (:data:`ipoke.metrics.kinematics.Sampler`) over ``sample_batch``.
+
+    Pokes become a poke map with the same patches as the test clips, so maps, curves and the main metrics
+    give the model the same kind of input.
+    """
+
+    def __init__(self, pipeline: Pipeline, patch_size: int, temperature: float):
+        self.pipeline, self.patch_size, self.temperature = pipeline, patch_size, temperature
+
+    def __call__(self, image: np.ndarray, pokes: np.ndarray, n: int, seed: int) -> np.ndarray:
+        size = self.pipeline.size
+        x0 = uint8_to_float(image)[None].to(self.pipeline.device)
+        poke = torch.from_numpy(draw_patches(np.asarray(pokes, np.float32), (size, size), self.patch_size))
+        videos = self.pipeline.sample_batch(
+            x0, poke[None].to(self.pipeline.device), n, seed, self.temperature
+        )
+        return float_to_uint8(videos[0, :, 1:])
+
+
+def poked_keypoints(keypoints: np.ndarray, pokes: np.ndarray, size: int) -> np.ndarray:
+    """Indices of the keypoints nearest to each poke in x0 (once each), among those inside the frame."""
+    start = keypoints[0]
+    inside = np.flatnonzero(((start >= 0) & (start <= size - 1)).all(axis=1))
+    if inside.size == 0:
+        return inside
+    distance = np.linalg.norm(start[inside][None] - pokes[:, None, :2], axis=2)
+    return np.unique(inside[distance.argmin(axis=1)])
+
+
+def _per_method() -> dict[str, list]:
+    return {m: [] for m in CONTROL_METHODS}
+
+
+@dataclass
+class _Accumulator:
+    """Per-clip results gathered batch by batch."""
+
+    clip_ids: list = field(default_factory=list)
+    n_pokes: list = field(default_factory=list)
+    psnr: list = field(default_factory=list)
+    ssim: list = field(default_factory=list)
+    lpips: list = field(default_factory=list)
+    div_mse: list = field(default_factory=list)
+    div_lpips: list = field(default_factory=list)
+    control: dict = field(default_factory=_per_method)
+    keypoints: dict = field(default_factory=_per_method)
+    real: list = field(default_factory=list)  # uint8 clips for FVD, only with an I3D
+    generated: list = field(default_factory=list)
+
+
+def _sample(pipeline: Pipeline, x0, poke, profile: EvalProfile, seed: int) -> torch.Tensor:
+    videos = pipeline.sample_batch(
+        x0.to(pipeline.device), poke.to(pipeline.device), profile.n_samples, seed, profile.temperature
+    )
+    expected = (x0.shape[0], profile.n_samples, pipeline.n_frames, 3, pipeline.size, pipeline.size)
+    if tuple(videos.shape) != expected:
+        raise IpokeError(f"pipeline.sample_batch returned {tuple(videos.shape)}, expected {expected}")
+    return videos.detach().float().cpu()
+
+
+def _control_rows(x0: np.ndarray, videos: dict[str, np.ndarray], pokes: np.ndarray) -> dict[str, float]:
+    """Mean control error per method; ``videos[m]`` is ``(n, T, S, S, 3)`` with x0 first."""
+    return {
+        m: float(np.mean([control_error(x0, v[1:], pokes).mean() for v in vs])) for m, vs in videos.items()
+    }
+
+
+def _keypoint_rows(
+    x0: np.ndarray, videos: dict[str, np.ndarray], keypoints: np.ndarray, pokes: np.ndarray, size: int
+) -> dict[str, float]:
+    chosen = poked_keypoints(keypoints, pokes, size)
+    if chosen.size == 0:
+        return {m: float("nan") for m in videos}
+    start, end = keypoints[0, chosen], keypoints[-1, chosen]
+    return {
+        m: float(np.mean([end_point_error(x0, v[1:], start, end).mean() for v in vs]))
+        for m, vs in videos.items()
+    }
+
+
+def _evaluate_batch(
+    pipeline: Pipeline,
+    batch: dict,
+    keypoints: list,
+    profile: EvalProfile,
+    seed: int,
+    lpips: Lpips | MetricUnavailable,
+    acc: _Accumulator,
+    keep_clips: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Score one batch into ``acc``; returns the uint8 samples and no-poke samples for the grids."""
+    video, poke = batch["video"], batch["poke"]
+    samples = _sample(pipeline, video[:, 0], poke, profile, seed)
+    no_poke = _sample(pipeline, video[:, 0], torch.zeros_like(poke), profile, seed)
+    pred, target = samples[:, :, 1:], video[:, None, 1:]
+    acc.psnr.append(video_psnr(pred, target, max_db=profile.psnr_max_db).numpy())
+    acc.ssim.append(video_ssim(pred, target).numpy())
+    if not isinstance(lpips, MetricUnavailable):
+        acc.lpips.append(lpips.videos(pred, target).numpy())
+        acc.div_lpips.append(pairwise_lpips(pred, lpips).numpy())
+    acc.div_mse.append(pairwise_mse(pred).numpy())
+    gt_u8, samples_u8, no_poke_u8 = float_to_uint8(video), float_to_uint8(samples), float_to_uint8(no_poke)
+    for b, clip_id in enumerate(batch["clip_id"]):
+        pokes = batch["poke_points"][b, : int(batch["n_pokes"][b])].double().numpy()
+        videos = {"ipoke": samples_u8[b], "gt_floor": gt_u8[b][None], "no_poke": no_poke_u8[b]}
+        for method, error in _control_rows(gt_u8[b, 0], videos, pokes).items():
+            acc.control[method].append(error)
+        if keypoints[b] is not None:
+            rows = _keypoint_rows(gt_u8[b, 0], videos, keypoints[b], pokes, pipeline.size)
+            for method, error in rows.items():
+                acc.keypoints[method].append(error)
+        acc.clip_ids.append(clip_id)
+        acc.n_pokes.append(len(pokes))
+    if keep_clips:
+        acc.real.append(gt_u8)
+        acc.generated.append(samples_u8[:, 0])
+    return samples_u8, no_poke_u8
+
+
+def _keypoint_result(acc: _Accumulator) -> dict[str, np.ndarray] | MetricUnavailable:
+    n = len(acc.clip_ids)
+    values = {m: np.asarray(v, np.float64) for m, v in acc.keypoints.items()}
+    if any(len(v) != n for v in values.values()) or np.isnan(values["ipoke"]).all():
+        return MetricUnavailable(
+            metric="keypoint_error",
+            reason="the test shards carry no ground-truth keypoints for every clip (only the synthetic "
+            "source records them)",
+            how_to_fix="Evaluate on the synthetic dataset, or add keypoints.npy (T, K, 2) to each test shard "
+            "sample; the paper estimates keypoints with a pose network on iPER, which is not part of this "
+            "project.",
+        )
+    return values
+
+
+def _ambiguity_pokes(clip: TestClip, profile: EvalProfile, pokes: PokeParams) -> np.ndarray | None:
+    """Five pokes from the loader's simulation (redrawn until it picks five), or None if it cannot."""
+    params = pokes.model_copy(update={"max_pokes": AMBIGUITY_POKES, "background_prob": 0.0})
+    flow = clip.example["flow"].numpy()
+    mask = clip.example["mask"].numpy() if "mask" in clip.example else None
+    key = zlib.crc32(clip.example["clip_id"].encode())
+    for attempt in range(100):
+        drawn = sample_pokes(flow, np.random.default_rng([profile.seed, key, attempt]), params, mask)
+        if drawn.n == AMBIGUITY_POKES:
+            return drawn.points.astype(np.float64)
+    return None
+
+
+def _ambiguity_examples(
+    clips: list[TestClip], profile: EvalProfile, poke_params: PokeParams, size: int
+) -> list[AmbiguityExample]:
+    examples = []
+    for clip in clips:
+        pokes = _ambiguity_pokes(clip, profile, poke_params)
+        if pokes is None:
+            continue
+        frames = float_to_uint8(clip.example["video"])
+        keypoints = start = end = None
+        if clip.keypoints is not None:
+            inside = ((clip.keypoints[0] >= 0) & (clip.keypoints[0] <= size - 1)).all(axis=1)
+            if not inside.any():
+                continue
+            start, end = clip.keypoints[0, inside], clip.keypoints[-1, inside]
+            keypoints = start
+        examples.append(AmbiguityExample(frames[0], frames[1:], pokes, keypoints, end))
+    return examples
+
+
+def _ambiguity(
+    sampler: PipelineSampler,
+    clips: list[TestClip],
+    profile: EvalProfile,
+    pokes: PokeParams,
+    size: int,
+    lpips: Lpips | MetricUnavailable,
+):
+    """The Fig. 9 curve and a description of its error."""
+    if profile.ambiguity.n_examples == 0:
+        return MetricUnavailable(
+            "ambiguity",
+            "switched off (ambiguity.n_examples = 0)",
+            "Set evaluate.<profile>.ambiguity.n_examples > 0.",
+        ), "none"
+    examples = _ambiguity_examples(clips, profile, pokes, size)
+    if not examples:
+        return MetricUnavailable(
+            "ambiguity",
+            "no test clip has five distinct moving pixels to poke",
+            "Evaluate on clips with more motion (check the flow stage).",
+        ), "none"
+    with_keypoints = all(e.keypoints is not None for e in examples)
+    error = keypoint_error if with_keypoints else lpips_error(lpips)
+    label = "keypoint distance to GT end positions (px)" if with_keypoints else "LPIPS to GT frames"
+    curve = ambiguity_curve(
+        sampler,
+        examples,
+        error,
+        n_samples=profile.ambiguity.n_samples,
+        max_pokes=AMBIGUITY_POKES,
+        seed=profile.seed,
+    )
+    return curve, label
+
+
+def _kinematics(sampler: PipelineSampler, clips: list[TestClip], profile: EvalProfile, size: int):
+    maps = []
+    max_shift = profile.kinematics.max_shift * size
+    for i, clip in enumerate(clips):
+        image = float_to_uint8(clip.example["video"][0])
+        x, y = clip.example["poke_points"][0, :2].tolist()
+        kmap = sample_kinematics_map(
+            sampler, image, (x, y), max_shift, n_pokes=profile.kinematics.n_pokes, seed=profile.seed + i
+        )
+        maps.append(
+            KinematicsExample(clip.example["clip_id"], image, kmap, profile.kinematics.n_pokes, max_shift)
+        )
+    return maps
+
+
+def evaluate(
+    pipeline: Pipeline,
+    shard_dir: str | Path,
+    profile: EvalProfile,
+    dataset: str,
+    lpips: Lpips | MetricUnavailable,
+    i3d: I3DFeatures | MetricUnavailable,
+    pokes: PokeParams | None = None,
+) -> EvaluationResults:
+    """Run the whole protocol (see the module docstring) and return its results.
+
+    ``pokes``: the training loader's poke simulation (``loader.pokes``); its background share is replaced
+    by ``profile.background_prob``.
+    """
+    pokes = pokes or PokeParams()
+    t0 = time.perf_counter()
+    acc = _Accumulator()
+    grids: list[GridExample] = []
+    kept: list[TestClip] = []  # the first clips, for the kinematics maps and the ambiguity curve
+    n_kept = max(profile.kinematics.n_images, profile.ambiguity.n_examples)
+
+    def remember(clips: Iterator[TestClip]) -> Iterator[TestClip]:
+        for clip in clips:
+            if len(kept) < n_kept:
+                kept.append(clip)
+            yield clip
+
+    n_batches = -(-profile.n_clips // profile.batch_size)
+    pokes = pokes.model_copy(update={"background_prob": profile.background_prob})
+    stream = batches(remember(test_clips(shard_dir, profile, pokes)), profile.batch_size, profile.n_clips)
+    for i, (batch, keypoints) in progress(enumerate(stream), desc="evaluate", total=n_batches, unit="batch"):
+        check_compatible(pipeline, batch["video"], str(shard_dir))
+        samples, no_poke = _evaluate_batch(
+            pipeline,
+            batch,
+            keypoints,
+            profile,
+            profile.seed + i,
+            lpips,
+            acc,
+            keep_clips=not isinstance(i3d, MetricUnavailable),
+        )
+        for b in range(min(len(samples), profile.grid_clips - len(grids))):
+            grids.append(
+                GridExample(
+                    batch["clip_id"][b],
+                    batch["poke_points"][b, : int(batch["n_pokes"][b])].numpy(),
+                    float_to_uint8(batch["video"][b]),
+                    samples[b],
+                    no_poke[b, 0],
+                )
+            )
+    if len(acc.clip_ids) < 2:
+        raise IpokeError(f"{shard_dir}: {len(acc.clip_ids)} test clip(s); the protocol needs at least two")
+
+    sampler = PipelineSampler(pipeline, pokes.patch_size, profile.temperature)
+    ambiguity, ambiguity_label = _ambiguity(
+        sampler, kept[: profile.ambiguity.n_examples], profile, pokes, pipeline.size, lpips
+    )
+    no_lpips = lpips if isinstance(lpips, MetricUnavailable) else None
+    return EvaluationResults(
+        dataset=dataset,
+        size=pipeline.size,
+        n_frames=pipeline.n_frames,
+        n_samples=profile.n_samples,
+        poke_conditioned=bool(pipeline.poke_conditioned),
+        clip_ids=acc.clip_ids,
+        n_pokes=np.asarray(acc.n_pokes),
+        psnr=np.concatenate(acc.psnr),
+        ssim=np.concatenate(acc.ssim),
+        lpips=no_lpips or np.concatenate(acc.lpips),
+        div_mse=np.concatenate(acc.div_mse),
+        div_lpips=no_lpips or np.concatenate(acc.div_lpips),
+        fvd=i3d
+        if isinstance(i3d, MetricUnavailable)
+        else fvd(np.concatenate(acc.real), np.concatenate(acc.generated), i3d),
+        control_error={m: np.asarray(v, np.float64) for m, v in acc.control.items()},
+        keypoint_error=_keypoint_result(acc),
+        ambiguity=ambiguity,
+        ambiguity_error=ambiguity_label,
+        kinematics=_kinematics(sampler, kept[: profile.kinematics.n_images], profile, pipeline.size),
+        grids=grids,
+        seconds=time.perf_counter() - t0,
+    )

@@ -1,0 +1,146 @@
+"""What one evaluation produced: per-clip scores, curves, maps and example videos, and their summary.
+
+:class:`EvaluationResults` holds the raw material (numpy arrays, example videos); :meth:`~EvaluationResults.
+summary` reduces it to the numbers of ``metrics.json`` and the tables. A metric that could not be computed
+stays a :class:`~ipoke.metrics.MetricUnavailable` all the way to the report, where it is shown with its
+reason and the way to get it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ipoke.metrics import MetricUnavailable
+from ipoke.metrics.ambiguity import AmbiguityPoint
+from ipoke.metrics.kinematics import KinematicsMap
+
+CONTROL_METHODS = ("ipoke", "gt_floor", "no_poke")
+CONTROL_LABELS = {
+    "ipoke": "iPOKE samples",
+    "gt_floor": "GT floor (same tracking on the real test clip)",
+    "no_poke": "no-poke sampling (empty poke map, same seeds)",
+}
+DIVERSITY_SCALE = 1e4  # the paper reports diversity multiplied by 1e4
+
+Measured = np.ndarray | MetricUnavailable
+
+
+@dataclass
+class GridExample:
+    """One test clip for the sample grid: GT | samples | no-poke sample, frame 0 = x0 everywhere."""
+
+    clip_id: str
+    pokes: np.ndarray  # (K, 4) rows (x, y, dx, dy) in model pixels
+    ground_truth: np.ndarray  # (T, S, S, 3) uint8
+    samples: np.ndarray  # (n, T, S, S, 3) uint8
+    no_poke: np.ndarray  # (T, S, S, 3) uint8, sampled with the first sample's seed
+
+
+@dataclass
+class KinematicsExample:
+    clip_id: str
+    image: np.ndarray  # (S, S, 3) uint8 start frame
+    map: KinematicsMap
+    n_pokes: int
+    max_shift: float  # px
+
+
+@dataclass
+class EvaluationResults:
+    dataset: str
+    size: int
+    n_frames: int  # per video, x0 included
+    n_samples: int
+    poke_conditioned: bool
+    clip_ids: list[str]
+    n_pokes: np.ndarray  # (N,) pokes given per clip
+    psnr: np.ndarray  # (N, n) per sample, mean over frames
+    ssim: np.ndarray  # (N, n)
+    lpips: Measured  # (N, n)
+    div_mse: np.ndarray  # (N,) mean pairwise MSE between the n samples
+    div_lpips: Measured  # (N,)
+    fvd: float | MetricUnavailable
+    control_error: dict[str, np.ndarray]  # CONTROL_METHODS -> (N,) px, mean over pokes and samples
+    keypoint_error: dict[str, np.ndarray] | MetricUnavailable  # CONTROL_METHODS -> (N,) px
+    ambiguity: list[AmbiguityPoint] | MetricUnavailable
+    ambiguity_error: str  # what the ambiguity error measures, with its unit
+    kinematics: list[KinematicsExample] = field(default_factory=list)
+    grids: list[GridExample] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def n_clips(self) -> int:
+        return len(self.clip_ids)
+
+    def summary(self) -> dict[str, Any]:
+        """The numbers of ``metrics.json``: means over clips (and samples), or ``not computed`` with the
+        reason (:meth:`not_computed` has the full records)."""
+        return {
+            "n_clips": self.n_clips,
+            "n_samples": self.n_samples,
+            "fvd": _value(self.fvd),
+            "lpips": _mean(self.lpips),
+            "ssim": _mean(self.ssim),
+            "psnr": _mean(self.psnr),
+            "div_mse_e4": _mean(self.div_mse, DIVERSITY_SCALE),
+            "div_lpips_e4": _mean(self.div_lpips, DIVERSITY_SCALE),
+            "control_error_px": {m: _mean(self.control_error[m]) for m in CONTROL_METHODS},
+            "keypoint_error_px": (
+                not_computed(self.keypoint_error)
+                if isinstance(self.keypoint_error, MetricUnavailable)
+                else {m: _mean(self.keypoint_error[m]) for m in CONTROL_METHODS}
+            ),
+        }
+
+    def per_clip(self) -> dict[str, list]:
+        """Columns of the per-clip table (``per_clip.csv``)."""
+        columns: dict[str, list] = {"clip_id": list(self.clip_ids), "n_pokes": self.n_pokes.tolist()}
+        columns["psnr"] = self.psnr.mean(axis=1).tolist()
+        columns["ssim"] = self.ssim.mean(axis=1).tolist()
+        if not isinstance(self.lpips, MetricUnavailable):
+            columns["lpips"] = self.lpips.mean(axis=1).tolist()
+        columns["div_mse"] = self.div_mse.tolist()
+        if not isinstance(self.div_lpips, MetricUnavailable):
+            columns["div_lpips"] = self.div_lpips.tolist()
+        for method in CONTROL_METHODS:
+            columns[f"control_error_{method}"] = self.control_error[method].tolist()
+        if not isinstance(self.keypoint_error, MetricUnavailable):
+            for method in CONTROL_METHODS:
+                columns[f"keypoint_error_{method}"] = self.keypoint_error[method].tolist()
+        return columns
+
+    def not_computed(self) -> list[MetricUnavailable]:
+        """Every metric of this run that was not computed, once each."""
+        found: dict[str, MetricUnavailable] = {}
+        for value in (self.fvd, self.lpips, self.div_lpips, self.keypoint_error, self.ambiguity):
+            if isinstance(value, MetricUnavailable):
+                found.setdefault(value.metric, value)
+        return list(found.values())
+
+
+def not_computed(value: MetricUnavailable) -> dict[str, str]:
+    """The short form kept in ``metrics.json``; how to get the metric is in the results and the report."""
+    return {"status": "not computed", "reason": value.reason}
+
+
+def _value(value: float | MetricUnavailable) -> float | dict[str, str]:
+    if isinstance(value, MetricUnavailable):
+        return not_computed(value)
+    return _round(value)
+
+
+def _mean(values: Measured, scale: float = 1.0) -> float | dict[str, str]:
+    """Mean over clips (and samples); clips without a value (NaN, e.g. no keypoint in view) are skipped."""
+    if isinstance(values, MetricUnavailable):
+        return not_computed(values)
+    return _round(float(np.nanmean(values)) * scale)
+
+
+def _round(value: float) -> float:
+    """Six significant digits: plenty for metrics, and stable diffs in ``dvc metrics diff``."""
+    value = float(value)
+    return value if value == 0 or not math.isfinite(value) else float(f"{value:.6g}")
