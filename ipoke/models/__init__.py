@@ -1,0 +1,1 @@
+"""Networks of iPOKE: the video autoencoder, its discriminators and perceptual loss, the cINN."""

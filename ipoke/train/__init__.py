@@ -1,0 +1,1 @@
+"""Lightning training: the shared trainer factory and one LightningModule per model stage."""

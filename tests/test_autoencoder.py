@@ -1,0 +1,314 @@
+"""The video autoencoder, its perceptual loss, training module and stage entry point."""
+
+from __future__ import annotations
+
+import json
+
+import lightning as L
+import mlflow
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from ipoke.config import load_section
+from ipoke.errors import IpokeError
+from ipoke.models.autoencoder import (
+    AEConfig,
+    VideoAutoencoder,
+    kl_divergence,
+    load_autoencoder,
+    save_autoencoder,
+)
+from ipoke.models.perceptual import VGG19_FILE, VGG19_URL, VGGPerceptualLoss, load_vgg19_features
+from ipoke.train.autoencoder import MAX_PSNR_DB, AEProfile, AutoencoderModule, TrainAEParams
+from ipoke.train.trainer import build_trainer, fit
+
+TINY = AEConfig(
+    resolution=32,
+    z_dim=4,
+    enc_channels=(4, 8, 8),
+    dec_channels=(8, 8, 4),
+    spade_hidden=4,
+    gru_layers=2,
+    groups=2,
+)
+
+
+def clip(batch: int = 2, size: int = 32, seed: int = 0) -> torch.Tensor:
+    return torch.rand(batch, 11, 3, size, size, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+@pytest.fixture(scope="module")
+def paper() -> AEProfile:
+    return load_section("train_ae", TrainAEParams).paper
+
+
+@pytest.mark.parametrize(("resolution", "z_dim"), [(64, None), (128, 64)])
+def test_paper_profile_latent_shape_and_forward_backward(paper, resolution, z_dim):
+    cfg = paper.model.model_copy(update={"resolution": resolution, "z_dim": z_dim or paper.model.z_dim})
+    cfg = AEConfig.model_validate(cfg.model_dump())  # re-validate the updated sizes
+    model = VideoAutoencoder(cfg)
+    video = clip(1, resolution)
+    frames, mu, logvar = model(video)
+    assert mu.shape == logvar.shape == (1, cfg.z_dim, 8, 8)
+    assert frames.shape == (1, 10, 3, resolution, resolution)
+    assert frames.abs().max() <= 1
+    ((frames - video[:, 1:]).abs().mean() + kl_divergence(mu, logvar)).backward()
+    assert all(p.grad is not None for p in model.encoder.parameters())
+    assert model.gru.constant_input.grad is not None
+
+
+def test_paper_profile_widths_follow_the_reference_lists(paper):
+    model = VideoAutoencoder(paper.model)  # 64 px: first 4 encoder widths, last 4 decoder widths
+    assert model.encoder.to_mu.in_channels == 256
+    assert [up.conv2.out_channels for up in model.decoder.ups] == [256, 128, 64]
+    assert len(model.gru.cells) == 4
+
+
+@pytest.mark.parametrize(
+    ("update", "message"),
+    [
+        ({"resolution": 96}, "latent_size 8 times 2"),
+        ({"enc_channels": (4, 8)}, "enc_channels needs at least 3"),
+    ],
+)
+def test_config_rejects_impossible_sizes(update, message):
+    with pytest.raises(ValueError, match=message):
+        AEConfig.model_validate(TINY.model_dump() | update)
+
+
+def test_eval_reconstruction_is_deterministic_and_uses_the_posterior_mean():
+    model = VideoAutoencoder(TINY).eval()
+    video = clip()
+    first, mu, _ = model(video)
+    again, _, _ = model(video)
+    torch.testing.assert_close(first, again)
+    torch.testing.assert_close(model.encode(video), mu)
+    torch.testing.assert_close(model.decode(mu, video[:, 0]), first)
+
+
+def test_clips_are_decoded_independently_of_their_batch():
+    model = VideoAutoencoder(TINY).eval()
+    video = clip(3)
+    together = model(video)[0]
+    alone = torch.cat([model(video[i : i + 1])[0] for i in range(3)])
+    torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-5)
+
+
+def test_frames_depend_on_z_and_on_the_start_frame():
+    model = VideoAutoencoder(TINY).eval()
+    video = clip()
+    z = model.encode(video)
+    base = model.decode(z, video[:, 0])
+    assert not torch.allclose(model.decode(z + 1, video[:, 0]), base)
+    assert not torch.allclose(model.decode(z, -video[:, 0]), base)
+    assert not torch.allclose(base[:, 0], base[:, -1])  # the GRU moves on between frames
+
+
+def test_residual_decoder_starts_at_the_static_baseline_and_learns_from_there():
+    model = VideoAutoencoder(TINY.model_copy(update={"residual": True}))
+    video = clip()
+    frames = model.decode(model.encode(video), video[:, 0])
+    torch.testing.assert_close(frames, video[:, :1].expand_as(frames))  # x0 copied: the static baseline
+    loss = (frames - video[:, 1:]).abs().mean()
+    loss.backward()
+    assert model.decoder.to_rgb.weight.grad.abs().sum() > 0  # the zero-initialised output layer learns
+
+
+def test_wrong_input_shape_is_reported():
+    with pytest.raises(ValueError, match=r"video must be \(B, 11, 3, 32, 32\)"):
+        VideoAutoencoder(TINY)(clip(size=64))
+
+
+def test_kl_matches_torch_distributions():
+    mu, logvar = torch.randn(3, 4, 8, 8), torch.randn(3, 4, 8, 8)
+    q = torch.distributions.Normal(mu, (0.5 * logvar).exp())
+    p = torch.distributions.Normal(torch.zeros_like(mu), torch.ones_like(mu))
+    expected = torch.distributions.kl_divergence(q, p).flatten(1).sum(1).mean()
+    torch.testing.assert_close(kl_divergence(mu, logvar), expected)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    model = VideoAutoencoder(TINY).eval()
+    save_autoencoder(model, tmp_path)
+    loaded = load_autoencoder(tmp_path)
+    assert loaded.cfg == TINY and not loaded.training
+    video = clip()
+    torch.testing.assert_close(loaded(video)[0], model(video)[0])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ae.pt", "config.json"]
+
+
+def test_load_names_the_missing_file(tmp_path):
+    with pytest.raises(IpokeError, match=r"ae\.pt: trained autoencoder not found"):
+        load_autoencoder(tmp_path)
+    save_autoencoder(VideoAutoencoder(TINY), tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps(TINY.model_dump() | {"z_dim": 5}))
+    with pytest.raises(IpokeError, match="does not match"):
+        load_autoencoder(tmp_path)
+
+
+# ---------------------------------------------------------------------------------------- perceptual
+
+
+def vgg_state_file(path, drop: str | None = None):
+    """A file shaped like torchvision's VGG19 weights (features only), stored small.
+
+    Each tensor is a stride-0 view of one number, so the file holds a few bytes per tensor; values are
+    irrelevant here, this only checks that the real loading code finds and maps every layer.
+    """
+    from torchvision.models.vgg import cfgs, make_layers
+
+    state = {
+        f"features.{k}": torch.full((1,), 0.01).expand(v.shape)
+        for k, v in make_layers(cfgs["E"]).state_dict().items()
+        if k != drop
+    }
+    torch.save(state, path)
+    return path
+
+
+def test_missing_vgg_weights_name_the_expected_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    with pytest.raises(IpokeError, match=rf"hub/checkpoints/{VGG19_FILE}: VGG19 ImageNet weights not found"):
+        VGGPerceptualLoss()
+    with pytest.raises(IpokeError, match=VGG19_URL):
+        load_vgg19_features(tmp_path / "elsewhere.pth")
+
+
+def test_vgg_weights_load_from_the_hub_cache(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    (tmp_path / "checkpoints").mkdir()
+    vgg_state_file(tmp_path / "checkpoints" / VGG19_FILE)
+    loss = VGGPerceptualLoss()
+    assert [s[-1].__class__.__name__ for s in loss.slices] == ["ReLU"] * 5
+    conv51 = loss.slices[-1][-2]
+    assert conv51.out_channels == 512 and torch.all(conv51.weight == 0.01)
+    assert not any(p.requires_grad for p in loss.parameters())
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    assert loss(x, x).item() == 0
+
+
+def test_vgg_file_with_missing_layers_or_garbage_is_rejected(tmp_path):
+    with pytest.raises(IpokeError, match="not torchvision VGG19 weights"):
+        load_vgg19_features(vgg_state_file(tmp_path / "partial.pth", drop="28.weight"))
+    (tmp_path / "garbage.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(IpokeError, match="not a readable VGG19 state dict"):
+        load_vgg19_features(tmp_path / "garbage.pth")
+
+
+# ------------------------------------------------------------------------------------ training module
+
+
+def tiny_profile(**loss) -> dict:
+    return {
+        "model": TINY.model_dump(),
+        "disc": {"spatial_width": 4, "temporal_width": 4, "temporal_blocks": [1, 1, 1, 1], "groups": 2},
+        "loss": {"perceptual": "none", "spatial_frames": 6} | loss,
+        "optim": {"lr_decay": 0.5, "lr_decay_every": 2},
+        "trainer": {
+            "max_steps": 3,
+            "accelerator": "cpu",
+            "val_every_n_steps": 3,
+            "val_batches": 1,
+            "checkpoint_every_n_steps": 3,
+        },
+    }
+
+
+def batch(size: int = 3, still: bool = False) -> dict:
+    video = clip(size)
+    if still:
+        video = video[:, :1].expand_as(video).clone()
+    flow = torch.zeros(size, 2, 32, 32) if still else torch.full((size, 2, 32, 32), 2.0)
+    return {"video": video, "flow": flow, "background_poke": torch.full((size,), still)}
+
+
+def test_module_trains_generator_and_discriminators(tmp_path):
+    module = AutoencoderModule(tiny_profile())
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    mlflow.set_experiment("autoencoder-test")
+    with mlflow.start_run() as run:
+        trainer = build_trainer(
+            AEProfile.model_validate(tiny_profile()).trainer,
+            tmp_path,
+            run_id=run.info.run_id,
+            optimizer_steps_per_batch=2,
+        )
+        fit(
+            trainer,
+            module,
+            DataLoader([batch() for _ in range(3)], batch_size=None),
+            DataLoader([batch()], batch_size=None),
+        )
+    assert trainer.global_step == 6 and module.iteration == 3
+    gifs = mlflow.MlflowClient().list_artifacts(run.info.run_id, "reconstructions")
+    assert [a.path for a in gifs] == ["reconstructions/reconstruction-step0000003.gif"]
+    assert "val/moving_recon_psnr" in mlflow.get_run(run.info.run_id).data.metrics
+    for prefix in ("ae.encoder", "ae.gru", "ae.decoder", "disc_s", "disc_t"):
+        changed = [
+            not torch.equal(v, before[k]) for k, v in module.state_dict().items() if k.startswith(prefix)
+        ]
+        assert any(changed), prefix
+    metrics = trainer.callback_metrics
+    for key in (
+        "train/l1",
+        "train/d_gp",
+        "train/fm_temporal",
+        "val/moving_recon_psnr",
+        "val/all_static_ssim",
+    ):
+        assert torch.isfinite(metrics[key]), key
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(
+        2e-4 * 0.5
+    )  # decayed once, at batch 2
+    assert (tmp_path / "last.ckpt").is_file()
+
+
+def test_validation_compares_with_the_static_baseline():
+    module = AutoencoderModule(tiny_profile(adversarial=False)).eval()
+    still, moving = batch(2, still=True), batch(2)
+    assert module.moving(still).tolist() == [False, False] and module.moving(moving).tolist() == [True, True]
+    module.validation_step(still, 0)
+    module.validation_step(moving, 1)
+    scores = {k: m.compute().item() for k, m in module.val_scores.items()}
+    assert scores["all_static_psnr"] == pytest.approx(MAX_PSNR_DB / 2 + scores["moving_static_psnr"] / 2)
+    assert scores["moving_static_l1"] == pytest.approx(
+        (moving["video"][:, 1:] - moving["video"][:, :1]).abs().mean()
+    )
+    assert scores["all_static_ssim"] > scores["moving_static_ssim"]
+
+
+def test_vgg_stays_out_of_checkpoints(tmp_path):
+    weights = vgg_state_file(tmp_path / "vgg.pth")
+    module = AutoencoderModule(
+        tiny_profile(perceptual="vgg19", perceptual_weights=str(weights), adversarial=False)
+    )
+    assert module.optimizer_steps_per_batch == 1
+    assert not any("slices" in k for k in module.state_dict())
+
+
+def test_clips_of_another_resolution_are_refused():
+    module = AutoencoderModule(tiny_profile())
+    with pytest.raises(IpokeError, match="built for 32 px"):
+        module.validation_step({"video": clip(size=64)}, 0)
+
+
+@pytest.mark.slow
+def test_train_autoencoder_on_synthetic_shards_resumes_and_exports(tmp_path_factory, tmp_path):
+    from test_shards import synthetic_pipeline
+
+    from ipoke.train.autoencoder import train_autoencoder
+
+    shards = synthetic_pipeline(tmp_path_factory)["shards"]
+    profile = tiny_profile(adversarial=True)
+    profile["model"] |= {"resolution": 64, "enc_channels": [4, 8, 8, 8], "dec_channels": [8, 8, 4, 4]}
+    profile["loader"] = {"batch_size": 2, "workers": 0}
+    profile["trainer"] |= {"max_steps": 2, "val_batches": 1}
+    L.seed_everything(0)
+    metrics = train_autoencoder(AEProfile.model_validate(profile), shards, tmp_path)
+    assert metrics["steps"] == 2 and metrics["all_recon_psnr"] > 0
+    model = load_autoencoder(tmp_path)
+    assert model.cfg.resolution == 64
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 4
+    profile["trainer"]["max_steps"] = 3  # same settings, longer: continues from the checkpoint
+    assert train_autoencoder(AEProfile.model_validate(profile), shards, tmp_path)["steps"] == 3
