@@ -44,9 +44,6 @@ class AEConfig(Section):
     spade_hidden: int = 128  # channels of SPADE's shared x0 embedding
     spectral_norm: bool = True  # on the decoder's ResNet convolutions
     groups: int = 16  # GroupNorm groups (fewer where a width is not divisible)
-    # Deviation for short CPU runs (demo): frames = clamp(x0 + 2 tanh(out)) with the output layer zero-initialised,
-    # so training starts at the static baseline and only has to learn the motion. Paper: False (tanh(out)).
-    residual: bool = False
 
     @property
     def n_stages(self) -> int:
@@ -227,10 +224,6 @@ class FrameDecoder(nn.Module):
         )
         self.spades = nn.ModuleList(Spade(c, cfg) for c in widths[1:])
         self.to_rgb = nn.Conv2d(widths[-1], 3, 3, 1, 1)
-        self.residual = cfg.residual
-        if self.residual:
-            nn.init.zeros_(self.to_rgb.weight)
-            nn.init.zeros_(self.to_rgb.bias)
 
     def forward(self, states: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
         """``states`` (B, T, d, h, w), ``x0`` (B, 3, H, W) -> frames (B, T, 3, H, W)."""
@@ -238,10 +231,7 @@ class FrameDecoder(nn.Module):
         h = self.head(states.flatten(0, 1))
         for up, spade in zip(self.ups, self.spades, strict=True):
             h = spade(up(h), x0)
-        out = torch.tanh(self.to_rgb(F.elu(h))).unflatten(0, (b, t))
-        if self.residual:
-            return (x0.unsqueeze(1) + 2 * out).clamp(-1, 1)
-        return out
+        return torch.tanh(self.to_rgb(F.elu(h))).unflatten(0, (b, t))
 
 
 # ------------------------------------------------------------------------------------------ autoencoder
