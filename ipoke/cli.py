@@ -13,6 +13,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "repro": ("run the whole DVC pipeline under one MLflow parent run", "ipoke.pipeline"),
     "synth": ("synthetic poking world: preview videos with their pokes", "ipoke.data.synthetic.cli"),
     "serve": ("serve the interactive poking web app for a trained pipeline", "ipoke.app.cli"),
+    "sample": ("poke an image with a trained pipeline and write the sampled videos", "ipoke.sample_cli"),
 }
 
 

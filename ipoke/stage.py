@@ -31,7 +31,9 @@ T = TypeVar("T")
 def progress(items: Iterable[T], desc: str, total: int | None = None, unit: str = "it") -> Iterator[T]:
     """A progress bar on stderr (hidden when ``IPOKE_NO_PROGRESS`` is set)."""
     disable = bool(os.environ.get("IPOKE_NO_PROGRESS"))
-    return iter(tqdm(items, desc=desc, total=total, unit=unit, disable=disable, file=sys.stderr, dynamic_ncols=True))
+    return iter(
+        tqdm(items, desc=desc, total=total, unit=unit, disable=disable, file=sys.stderr, dynamic_ncols=True)
+    )
 
 
 def dataset_name(params_path: str | os.PathLike | None = None) -> str:

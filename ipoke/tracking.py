@@ -25,7 +25,10 @@ PARENT_ENV = "IPOKE_MLFLOW_PARENT_RUN_ID"
 
 def tracking_uri(project: Path | None = None) -> str:
     """The MLflow store: ``MLFLOW_TRACKING_URI``, else ``mlflow.db`` in ``project`` (default: cwd)."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(project or Path.cwd()).resolve() / 'mlflow.db'}"
+    return (
+        os.environ.get("MLFLOW_TRACKING_URI")
+        or f"sqlite:///{(project or Path.cwd()).resolve() / 'mlflow.db'}"
+    )
 
 
 def experiment_name(dataset: str) -> str:

@@ -52,7 +52,11 @@ def reproduce(stage: str, project: str, parent_run_id: str, mlflow_uri: str) -> 
     env = os.environ | {PARENT_ENV: parent_run_id, "MLFLOW_TRACKING_URI": mlflow_uri}
     proc = subprocess.run(
         [sys.executable, "-m", "dvc", "repro", "--single-item", stage],
-        cwd=project, env=env, capture_output=True, text=True, check=False,
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     for line in (proc.stdout + proc.stderr).splitlines():
         logger.info(line)

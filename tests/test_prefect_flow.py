@@ -19,7 +19,7 @@ stages:
     deps: [a.txt]
     outs: [b.txt]
   first:
-    cmd: {py} -c "import yaml; n = yaml.safe_load(open('params.yaml'))['first']['n']; open('a.txt','w').write('a' * n)"
+    cmd: {py} make_a.py
     params: [first.n]
     outs: [a.txt]
   other:
@@ -40,6 +40,11 @@ def project(tmp_path):
     subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=tmp_path, check=True)
     (tmp_path / "dvc.yaml").write_text(textwrap.dedent(DVC_YAML).format(py=sys.executable))
     (tmp_path / "params.yaml").write_text("dataset: toyflow\nfirst:\n  n: 2\n")
+    (tmp_path / "make_a.py").write_text(
+        "import yaml\n"
+        "n = yaml.safe_load(open('params.yaml'))['first']['n']\n"
+        "open('a.txt', 'w').write('a' * n)\n"
+    )
     return tmp_path
 
 
