@@ -111,7 +111,7 @@ def make_example(sample: dict, seed: int, epoch: int, params: LoaderParams, trai
     return example | {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
 
 
-def _tar_samples(urls: Iterator[str]) -> Iterator[dict]:
+def tar_samples(urls: Iterator[str]) -> Iterator[dict]:
     """Samples of the given shards, read through fsspec one shard at a time."""
     from webdataset.tariterators import group_by_keys, tar_file_expander
 
@@ -160,7 +160,7 @@ class ClipStream(IterableDataset):
         rank, world = _rank_world()
         seed, epoch = self.params.seed, self.epoch
         rng = np.random.default_rng([seed, epoch, rank, wid])
-        samples = _tar_samples(self._shard_order(rng, rank, world, wid, nw))
+        samples = tar_samples(self._shard_order(rng, rank, world, wid, nw))
         if self.train and self.params.shuffle_buffer > 1:
             buffer = self.params.shuffle_buffer
             shuffle = wds.shuffle(buffer, min(buffer, 64), rng=random.Random(int(rng.integers(2**63))))

@@ -49,7 +49,7 @@ from pydantic import Field
 from torch.utils.data import default_collate
 
 from ipoke.config import Section
-from ipoke.data.loader import LoaderParams, _tar_samples, make_example
+from ipoke.data.loader import LoaderParams, tar_samples, make_example
 from ipoke.data.pokes import PokeParams, draw_patches, sample_pokes
 from ipoke.data.shards import npy_load, shard_urls
 from ipoke.errors import IpokeError
@@ -129,7 +129,7 @@ class TestClip:
 def test_clips(shard_dir: str | Path, profile: EvalProfile, pokes: PokeParams) -> Iterator[TestClip]:
     """The test split's clips in shard order, with the loader's pokes for ``profile.seed`` at epoch 0."""
     params = LoaderParams(batch_size=profile.batch_size, workers=0, seed=profile.seed, pokes=pokes)
-    for sample in _tar_samples(iter(shard_urls(shard_dir, "test"))):
+    for sample in tar_samples(iter(shard_urls(shard_dir, "test"))):
         keypoints = npy_load(sample["keypoints.npy"]) if "keypoints.npy" in sample else None
         yield TestClip(make_example(sample, profile.seed, 0, params, train=False), keypoints)
 
