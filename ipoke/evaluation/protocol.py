@@ -49,7 +49,7 @@ from pydantic import Field
 from torch.utils.data import default_collate
 
 from ipoke.config import Section
-from ipoke.data.loader import LoaderParams, tar_samples, make_example
+from ipoke.data.loader import LoaderParams, make_example, tar_samples
 from ipoke.data.pokes import PokeParams, draw_patches, sample_pokes
 from ipoke.data.shards import npy_load, shard_urls
 from ipoke.errors import IpokeError
