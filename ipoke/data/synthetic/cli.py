@@ -60,7 +60,9 @@ def _generated(params_path: Path | None, n: int, split: str) -> tuple[list, floa
 
 
 def run(args: argparse.Namespace) -> int:
-    from ipoke.data.synthetic.preview import draw_pokes, tile, write_gif
+    from ipoke.app.encode import encode_gif
+    from ipoke.atomic import write_bytes
+    from ipoke.data.synthetic.preview import draw_pokes, tile
 
     if args.videos < 1 or args.columns < 1 or args.scale < 1:
         raise IpokeError("--videos, --columns and --scale must be positive")
@@ -69,6 +71,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         videos, fps = _from_dataset(args.data, args.videos, args.split)
     grid = tile([draw_pokes(frames, gt, args.scale) for frames, gt in videos], min(args.columns, len(videos)))
-    path = write_gif(args.out, grid, fps)
-    print(f"wrote {path} ({len(videos)} videos, {len(grid)} frames)")
+    write_bytes(args.out, encode_gif(grid, fps))
+    print(f"wrote {args.out} ({len(videos)} videos, {len(grid)} frames)")
     return 0

@@ -3,13 +3,9 @@ target while the poke lasts, and a dot on the ground-truth position of the poked
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import cv2
 import numpy as np
 
-from ipoke.atomic import atomic_path
 from ipoke.data.synthetic.groundtruth import GroundTruth
 
 ARROW = (255, 40, 40)
@@ -51,11 +47,3 @@ def tile(videos: list[np.ndarray], columns: int) -> np.ndarray:
         grid[:, r * h : (r + 1) * h, c * w : (c + 1) * w] = v[:t]
     return grid
 
-
-def write_gif(path: str | os.PathLike, frames: np.ndarray, fps: float) -> Path:
-    import imageio.v3 as iio
-
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        iio.imwrite(tmp, list(frames), extension=".gif", duration=1000.0 / fps, loop=0)
-    return path
