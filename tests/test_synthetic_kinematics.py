@@ -106,3 +106,30 @@ def test_crossing_detector_sees_folded_limbs():
     ua = m.names.index("upper_arm")
     q[ua] += np.pi * 0.85 * (1 if q[ua] < np.pi else -1)  # swing the arm in across the body
     assert objects.crossings(m, q) > 0
+
+
+@pytest.mark.parametrize("family", objects.FAMILIES)
+def test_thickness_widens_the_moving_parts(family):
+    """The same draw with ``thickness`` 1.5 covers more pixels than with 1.0 and has the same skeleton."""
+
+    def area(m):
+        return sum(cv2.contourArea(o.astype(np.float32)) for o in m.outlines)
+
+    thin = objects.MAKERS[family](np.random.default_rng(5), SIZE, thickness=1.0)
+    thick = objects.MAKERS[family](np.random.default_rng(5), SIZE, thickness=1.5)
+    assert area(thick) > 1.2 * area(thin)
+    np.testing.assert_array_equal(thick.skeleton.parents, thin.skeleton.parents)
+
+
+def test_background_texture_scales_the_fine_detail():
+    """``texture`` 0 leaves a smooth wall; the default has high-frequency detail; both are valid images."""
+    from ipoke.data.synthetic.textures import background
+
+    def detail(img):
+        return float(np.abs(img - cv2.GaussianBlur(img, (0, 0), 2.0)).mean())
+
+    smooth = background(np.random.default_rng(1), SIZE, 110.0, texture=0.0)
+    rough = background(np.random.default_rng(1), SIZE, 110.0, texture=1.0)
+    assert smooth.shape == rough.shape == (SIZE, SIZE, 3)
+    assert 0 <= smooth.min() and smooth.max() <= 1
+    assert detail(rough) > 2 * detail(smooth)

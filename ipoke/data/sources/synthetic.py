@@ -34,6 +34,8 @@ class Params(Section):
     seed: int = 0
     workers: int = Field(0, ge=0, description="processes; 0 = all CPU cores")
     substeps: int = Field(8, ge=1, description="physics substeps per frame")
+    thickness: float = Field(1.0, gt=0, description="scale of limb/trunk widths and leaf sizes")
+    background_texture: float = Field(1.0, ge=0, description="amplitude of the background's fine texture")
     natural_hz: Range = (1.0, 2.0)
     damping_ratio: Range = (0.4, 0.8)
     disturbance_rad: Range = (0.0, 0.03)

@@ -100,19 +100,21 @@ def _look(rng: np.random.Generator, hue: float, sat: float, val: float, textures
     return Look(colour, accent, str(rng.choice(textures)), int(rng.integers(2**31)))
 
 
-def plant(rng: np.random.Generator, size: int) -> ObjectModel:
-    """A rooted tree: a chain of trunk segments, alternating branches of one or two segments, leaves."""
+def plant(rng: np.random.Generator, size: int, thickness: float = 1.0) -> ObjectModel:
+    """A rooted tree: a chain of trunk segments, alternating branches of one or two segments, leaves.
+
+    ``thickness`` scales the trunk's width and the leaves (the parts a poke moves most)."""
     b = _Builder()
     height = rng.uniform(0.6, 0.8) * size
     n_trunk = int(rng.integers(2, 5))
     seg = height * 0.62 / n_trunk
-    w_base = rng.uniform(0.035, 0.06) * size
+    w_base = rng.uniform(0.035, 0.06) * size * thickness
     bark_hue, leaf_hue = (
         rng.uniform(0.05, 0.11),
         rng.uniform(0.17, 0.38) if rng.random() < 0.85 else rng.uniform(0.0, 0.1),
     )
     leaf_sat, leaf_val = rng.uniform(0.45, 0.9), rng.uniform(0.35, 0.8)
-    leaf_len = rng.uniform(0.1, 0.17) * size
+    leaf_len = rng.uniform(0.1, 0.17) * size * thickness
     leaf_wid = leaf_len * rng.uniform(0.35, 0.6)
     side = 1 if rng.random() < 0.5 else -1
 
@@ -169,8 +171,9 @@ def plant(rng: np.random.Generator, size: int) -> ObjectModel:
     return b.build("plant", woods + leaves)
 
 
-def puppet(rng: np.random.Generator, size: int) -> ObjectModel:
-    """A front-view humanoid: pelvis (root), torso, head, two-segment arms and legs."""
+def puppet(rng: np.random.Generator, size: int, thickness: float = 1.0) -> ObjectModel:
+    """A front-view humanoid: pelvis (root), torso, head, two-segment arms and legs; ``thickness`` scales
+    the limbs' widths."""
     b = _Builder()
     h = rng.uniform(0.55, 0.78) * size  # standing height
     skin = _look(rng, rng.uniform(0.03, 0.1), rng.uniform(0.25, 0.6), rng.uniform(0.45, 0.95), ("noise",))
@@ -189,7 +192,7 @@ def puppet(rng: np.random.Generator, size: int) -> ObjectModel:
     head_r = h * rng.uniform(0.065, 0.08)
     upper_arm, forearm = h * rng.uniform(0.15, 0.18), h * rng.uniform(0.14, 0.17)
     thigh, shin = h * rng.uniform(0.2, 0.23), h * rng.uniform(0.19, 0.22)
-    limb_w, leg_w = h * rng.uniform(0.045, 0.06), h * rng.uniform(0.06, 0.08)
+    limb_w, leg_w = h * rng.uniform(0.045, 0.06) * thickness, h * rng.uniform(0.06, 0.08) * thickness
     anchor = (rng.uniform(0.42, 0.58) * size, size * 0.5 + h * 0.02)
 
     pelvis = b.add(
@@ -342,10 +345,12 @@ def is_valid(
     return True
 
 
-def make_object(family: str, rng: np.random.Generator, size: int, max_tries: int = 200) -> ObjectModel:
+def make_object(
+    family: str, rng: np.random.Generator, size: int, thickness: float = 1.0, max_tries: int = 200
+) -> ObjectModel:
     """Draw instances of ``family`` until one passes :func:`is_valid`."""
     for _ in range(max_tries):
-        model = MAKERS[family](rng, size)
+        model = MAKERS[family](rng, size, thickness)
         if is_valid(model, size, rng):
             return model
     raise RuntimeError(f"no valid {family} found in {max_tries} draws at {size}px")

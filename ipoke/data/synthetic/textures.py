@@ -81,9 +81,11 @@ def sprite(outline: np.ndarray, look: Look, pad: int = 2) -> tuple[np.ndarray, n
     return np.concatenate([rgb * alpha[..., None], alpha[..., None]], -1).astype(np.float32), origin
 
 
-def background(rng: np.random.Generator, size: int, ground: float) -> np.ndarray:
+def background(rng: np.random.Generator, size: int, ground: float, texture: float = 1.0) -> np.ndarray:
     """A static scene (size, size, 3) float32 in [0, 1]: a wall with blotches and shapes, a floor below
-    ``ground`` (pixel row), textured at several scales so that it is trackable but motionless."""
+    ``ground`` (pixel row), textured at several scales so that it is trackable but motionless.
+
+    ``texture`` scales the amplitude of the wall's noise and the floor's grain (0: smooth)."""
     hue = rng.uniform(0, 1)
     wall = np.array(colorsys.hsv_to_rgb(hue, rng.uniform(0.05, 0.45), rng.uniform(0.55, 0.95)), np.float32)
     wall2 = np.array(
@@ -93,7 +95,7 @@ def background(rng: np.random.Generator, size: int, ground: float) -> np.ndarray
     img = (1 - rows) * wall + rows * wall2.astype(np.float32)
     img = img * np.ones((size, size, 1), np.float32)
     for cell in (size / 4, size / 12, 3.0):
-        img *= (1 + 0.25 * (smooth_noise(rng, (size, size), cell) - 0.5))[..., None]
+        img *= (1 + 0.25 * texture * (smooth_noise(rng, (size, size), cell) - 0.5))[..., None]
     for _ in range(int(rng.integers(3, 8))):
         colour = np.array(
             colorsys.hsv_to_rgb(rng.uniform(0, 1), rng.uniform(0.1, 0.6), rng.uniform(0.3, 0.95))
@@ -118,6 +120,6 @@ def background(rng: np.random.Generator, size: int, ground: float) -> np.ndarray
         colorsys.hsv_to_rgb(rng.uniform(0.05, 0.15), rng.uniform(0.2, 0.6), rng.uniform(0.25, 0.6))
     )
     below = np.clip(np.arange(size, dtype=np.float32) - ground + 0.5, 0, 1)[:, None, None]
-    grain = (1 + 0.3 * (smooth_noise(rng, (size, size), 2.5) - 0.5))[..., None]
+    grain = (1 + 0.3 * texture * (smooth_noise(rng, (size, size), 2.5) - 0.5))[..., None]
     img = img * (1 - below) + below * floor.astype(np.float32) * grain
     return np.clip(img, 0, 1).astype(np.float32)

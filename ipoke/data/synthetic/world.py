@@ -62,13 +62,15 @@ def plan(params: Params) -> list[VideoSpec]:
 def make_scene(params: Params, object_index: int, family: str) -> render.Scene:
     """The object instance and its background; identical for every video of the instance."""
     rng = np.random.default_rng([params.seed, object_index])
-    model = objects.make_object(family, rng, params.resolution)
+    model = objects.make_object(family, rng, params.resolution, params.thickness)
     ground = (
         objects.extent(model, model.skeleton.rest)[1][1]
         if family == "puppet"
         else model.skeleton.offsets[0, 1]
     )
-    return render.make_scene(model, textures.background(rng, params.resolution, float(ground)))
+    return render.make_scene(
+        model, textures.background(rng, params.resolution, float(ground), params.background_texture)
+    )
 
 
 def simulate_video(
