@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +27,6 @@ from ipoke.config import Section
 from ipoke.errors import IpokeError
 
 WEIGHTS_FILE = "ae.pt"
-RESIDUAL_LIMIT = 0.999  # |x0| is clipped here before atanh (uint8 extremes map to +-1)
 CONFIG_FILE = "config.json"
 
 
@@ -46,13 +44,9 @@ class AEConfig(Section):
     spade_hidden: int = 128  # channels of SPADE's shared x0 embedding
     spectral_norm: bool = True  # on the decoder's ResNet convolutions
     groups: int = 16  # GroupNorm groups (fewer where a width is not divisible)
-    # Initial posterior log-variance: z starts as a near-deterministic sample of the mean. With the default
-    # conv init (log-variance ~0, std ~1) z is mostly noise at first and the decoder learns to ignore it.
+    # Initial posterior log-variance, so that z starts as a near-deterministic sample (KL weight 1e-7 barely
+    # moves it); the default conv init would start at log-variance ~0, i.e. unit noise on z.
     init_logvar: float = -10.0
-    # frames (paper): the decoder renders each frame; residual (deviation, for short CPU runs): it renders the
-    # change from x0, frame = tanh(atanh(x0) + output), so an untrained decoder already copies x0 and
-    # training goes straight to the motion instead of first learning to redraw the scene.
-    output: Literal["frames", "residual"] = "frames"
 
     @property
     def n_stages(self) -> int:
@@ -235,11 +229,6 @@ class FrameDecoder(nn.Module):
         )
         self.spades = nn.ModuleList(Spade(c, cfg) for c in widths[1:])
         self.to_rgb = nn.Conv2d(widths[-1], 3, 3, 1, 1)
-        self.residual = cfg.output == "residual"
-        if self.residual:  # start near "no change", with gradients flowing to every layer
-            with torch.no_grad():
-                self.to_rgb.weight.mul_(0.1)
-                self.to_rgb.bias.zero_()
 
     def forward(self, states: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
         """``states`` (B, T, d, h, w), ``x0`` (B, 3, H, W) -> frames (B, T, 3, H, W)."""
@@ -247,10 +236,7 @@ class FrameDecoder(nn.Module):
         h = self.head(states.flatten(0, 1))
         for up, spade in zip(self.ups, self.spades, strict=True):
             h = spade(up(h), x0)
-        out = self.to_rgb(F.elu(h)).unflatten(0, (b, t))
-        if self.residual:
-            out = out + torch.atanh(x0.clamp(-RESIDUAL_LIMIT, RESIDUAL_LIMIT)).unsqueeze(1)
-        return torch.tanh(out)
+        return torch.tanh(self.to_rgb(F.elu(h))).unflatten(0, (b, t))
 
 
 # ------------------------------------------------------------------------------------------ autoencoder
