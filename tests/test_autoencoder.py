@@ -273,8 +273,11 @@ def test_validation_compares_with_the_static_baseline():
     )
     assert scores["all_static_ssim"] > scores["moving_static_ssim"]
     recon = torch.cat([module.ae(b["video"])[0] for b in (still, moving)])
-    starts = torch.cat([b["video"][:, :1] for b in (still, moving)])
-    assert scores["all_recon_motion"] == pytest.approx((recon - starts).abs().mean().item(), rel=1e-5)
+    recon_motion = (recon[:, 1:] - recon[:, :1]).abs().mean().item()
+    assert scores["all_recon_motion"] == pytest.approx(recon_motion, rel=1e-5)
+    assert scores["moving_clip_motion"] == pytest.approx(
+        (moving["video"][:, 2:] - moving["video"][:, 1:2]).abs().mean().item(), rel=1e-5
+    )
 
 
 def test_vgg_stays_out_of_checkpoints(tmp_path):
