@@ -1,6 +1,6 @@
 """How fast the demo autoencoder learns motion, on the simplest clips there are.
 
-Trains the demo profile's autoencoder (its architecture and optimiser, L1 loss as in the demo) on clips of
+Trains the demo profile's autoencoder (its architecture, optimiser and pixel losses) on clips of
 one square sliding at constant speed over a flat background, and records every ``EVERY`` steps, on fixed
 held-out clips: PSNR of the reconstruction and of the static baseline (x0 copied), and how much the
 reconstruction changes over its frames (mean |x_t - x_1|) against how much the clips do. An autoencoder
@@ -20,7 +20,7 @@ import torch
 from ipoke.config import load_section
 from ipoke.metrics.image import video_psnr
 from ipoke.models.autoencoder import VideoAutoencoder
-from ipoke.train.autoencoder import MAX_PSNR_DB, TrainAEParams
+from ipoke.train.autoencoder import MAX_PSNR_DB, TrainAEParams, pixel_losses
 
 RESULTS = Path(__file__).parent / "results" / "bench_ae_motion.json"
 STEPS = int(os.environ.get("IPOKE_BENCH_AE_MOTION_STEPS", 600))
@@ -63,7 +63,7 @@ def motion(frames: torch.Tensor) -> float:
 
 def main() -> None:
     profile = load_section("train_ae", TrainAEParams).demo
-    cfg, optim = profile.model, profile.optim
+    cfg, optim, weights = profile.model, profile.optim, profile.loss
     torch.manual_seed(profile.trainer.seed)
     model = VideoAutoencoder(cfg)
     opt = torch.optim.Adam(
@@ -91,7 +91,8 @@ def main() -> None:
         if step == STEPS:
             break
         clips = sliding_squares(profile.loader.batch_size, cfg.n_frames + 1, cfg.resolution, data)
-        loss = (model(clips)[0] - clips[:, 1:]).abs().mean()
+        terms = pixel_losses(model(clips)[0], clips[:, 1:])
+        loss = weights.l1 * terms["l1"] + weights.l2 * terms["l2"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -99,6 +100,7 @@ def main() -> None:
         "profile": "demo",
         "batch_size": profile.loader.batch_size,
         "lr": optim.lr,
+        "loss": {"l1": weights.l1, "l2": weights.l2},
         "torch_threads": torch.get_num_threads(),
         "static_psnr": psnr(start.expand_as(target), target),
         "clip_motion": motion(target),

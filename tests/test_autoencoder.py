@@ -260,6 +260,19 @@ def test_module_trains_generator_and_discriminators(tmp_path):
     assert (tmp_path / "last.ckpt").is_file()
 
 
+def test_reconstruction_loss_weighs_l1_squared_error_and_kl():
+    module = AutoencoderModule(tiny_profile(adversarial=False, l1=3.0, l2=5.0, kl=0.5))
+    video = clip(2)
+    with torch.no_grad():
+        recon, mu, logvar = module.ae(video)
+        losses = module._generator_losses(video, recon, None, mu, logvar, None, None)
+    error = recon - video[:, 1:]
+    assert losses["l1"] == pytest.approx(error.abs().mean().item(), rel=1e-6)
+    assert losses["l2"] == pytest.approx(error.pow(2).mean().item(), rel=1e-6)
+    expected = 3.0 * losses["l1"] + 5.0 * losses["l2"] + 0.5 * losses["kl"]
+    assert losses["g_total"] == pytest.approx(expected.item(), rel=1e-6)
+
+
 def test_validation_compares_with_the_static_baseline():
     module = AutoencoderModule(tiny_profile(adversarial=False)).eval()
     still, moving = batch(2, still=True), batch(2)

@@ -2,7 +2,8 @@
 
 Each batch does one discriminator step (hinge losses of the spatial PatchGAN on frames and the temporal 3D
 ResNet on clips, R1 penalty on real clips) and one autoencoder step (10 L1 + 10 VGG + 1e-7 KL + hinge
-generator and feature-matching terms of both discriminators), with manual optimisation. Validation compares
+generator and feature-matching terms of both discriminators), with manual optimisation. The offline demo,
+without VGG weights and adversarial terms, adds a squared-error term (``loss.l2``). Validation compares
 the reconstruction of held-out clips with the static baseline (x0 copied to every frame) in L1, PSNR and
 SSIM, over all clips and over moving ones, measures how much the reconstruction moves, and logs a
 GT | reconstruction GIF to MLflow.
@@ -55,6 +56,9 @@ class AELossConfig(Section):
     """Loss weights (reference code: 10 L1, 10 VGG, KL 1e-7; paper: lambda_gp 1.2)."""
 
     l1: float = Field(10.0, ge=0)
+    # Squared error (not in the paper). Without perceptual and adversarial terms (the offline demo) L1 alone
+    # pulls towards the median frame, the unmoved x0; the squared error's mean lets motion appear early.
+    l2: float = Field(0.0, ge=0)
     perceptual: Literal["vgg19", "none"] = "vgg19"
     perceptual_weight: float = Field(10.0, ge=0)
     perceptual_weights: str | None = None  # VGG19 file; null: the torch hub cache
@@ -95,6 +99,12 @@ class AEProfile(Section):
 class TrainAEParams(Section):
     demo: AEProfile
     paper: AEProfile
+
+
+def pixel_losses(recon: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Mean absolute (``l1``) and mean squared (``l2``) error of a reconstruction."""
+    error = recon - target
+    return {"l1": error.abs().mean(), "l2": error.pow(2).mean()}
 
 
 class AutoencoderModule(L.LightningModule):
@@ -217,14 +227,14 @@ class AutoencoderModule(L.LightningModule):
         return losses, (detach(fs_real), detach(ft_real))
 
     def _generator_losses(self, video, recon, fake_clip, mu, logvar, real_features, pick) -> dict:
-        """Eq. 17 (L1 + perceptual), the KL term and, when adversarial, eqs. 18, 19.
+        """Eq. 17 (L1 + perceptual), the optional squared error, KL and, when adversarial, eqs. 18, 19.
 
         Feature matching compares with the real features of the discriminator step of this batch.
         """
         w = self.cfg.loss
         target = video[:, 1:]
-        losses = {"l1": (recon - target).abs().mean(), "kl": kl_divergence(mu, logvar)}
-        total = w.l1 * losses["l1"] + w.kl * losses["kl"]
+        losses = pixel_losses(recon, target) | {"kl": kl_divergence(mu, logvar)}
+        total = w.l1 * losses["l1"] + w.l2 * losses["l2"] + w.kl * losses["kl"]
         if self._perceptual:
             losses["perceptual"] = self._perceptual[0](recon.flatten(0, 1), target.flatten(0, 1))
             total = total + w.perceptual_weight * losses["perceptual"]
