@@ -20,7 +20,7 @@ import torch
 from ipoke.config import load_section
 from ipoke.metrics.image import video_psnr
 from ipoke.models.autoencoder import VideoAutoencoder
-from ipoke.train.autoencoder import MAX_PSNR_DB, TrainAEParams, pixel_losses
+from ipoke.train.autoencoder import MAX_PSNR_DB, TrainAEParams, frame_motion, pixel_losses
 
 RESULTS = Path(__file__).parent / "results" / "bench_ae_motion.json"
 STEPS = int(os.environ.get("IPOKE_BENCH_AE_MOTION_STEPS", 600))
@@ -58,7 +58,7 @@ def psnr(pred: torch.Tensor, target: torch.Tensor) -> float:
 
 def motion(frames: torch.Tensor) -> float:
     """Mean |x_t - x_1| over the predicted frames (``recon_motion`` / ``clip_motion`` of ``train_ae``)."""
-    return round(float((frames[:, 1:] - frames[:, :1]).abs().mean()), 5)
+    return round(float(frame_motion(frames).mean()), 5)
 
 
 def main() -> None:
@@ -91,8 +91,7 @@ def main() -> None:
         if step == STEPS:
             break
         clips = sliding_squares(profile.loader.batch_size, cfg.n_frames + 1, cfg.resolution, data)
-        terms = pixel_losses(model(clips)[0], clips[:, 1:])
-        loss = weights.l1 * terms["l1"] + weights.l2 * terms["l2"]
+        _, loss = pixel_losses(model(clips)[0], clips[:, 1:], weights)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -101,10 +101,18 @@ class TrainAEParams(Section):
     paper: AEProfile
 
 
-def pixel_losses(recon: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Mean absolute (``l1``) and mean squared (``l2``) error of a reconstruction."""
+def pixel_losses(
+    recon: torch.Tensor, target: torch.Tensor, weights: AELossConfig
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Mean absolute (``l1``) and mean squared (``l2``) error of a reconstruction, and their weighted sum."""
     error = recon - target
-    return {"l1": error.abs().mean(), "l2": error.pow(2).mean()}
+    terms = {"l1": error.abs().mean(), "l2": error.pow(2).mean()}
+    return terms, weights.l1 * terms["l1"] + weights.l2 * terms["l2"]
+
+
+def frame_motion(frames: torch.Tensor) -> torch.Tensor:
+    """(B,) mean |x_t - x_1| over a clip's frames (B, T, 3, H, W): zero for a clip that does not move."""
+    return (frames[:, 1:] - frames[:, :1]).abs().flatten(1).mean(1)
 
 
 class AutoencoderModule(L.LightningModule):
@@ -233,8 +241,9 @@ class AutoencoderModule(L.LightningModule):
         """
         w = self.cfg.loss
         target = video[:, 1:]
-        losses = pixel_losses(recon, target) | {"kl": kl_divergence(mu, logvar)}
-        total = w.l1 * losses["l1"] + w.l2 * losses["l2"] + w.kl * losses["kl"]
+        losses, total = pixel_losses(recon, target, w)
+        losses["kl"] = kl_divergence(mu, logvar)
+        total = total + w.kl * losses["kl"]
         if self._perceptual:
             losses["perceptual"] = self._perceptual[0](recon.flatten(0, 1), target.flatten(0, 1))
             total = total + w.perceptual_weight * losses["perceptual"]
@@ -280,7 +289,7 @@ class AutoencoderModule(L.LightningModule):
                 for name, value in scores.items():
                     self.val_scores[f"{subset}_{method}_{name}"].update(value, weight)
         for name, frames in zip(MOTION, (recon, target), strict=True):
-            motion = (frames[:, 1:] - frames[:, :1]).abs().flatten(1).mean(1)
+            motion = frame_motion(frames)
             for subset, weight in weights.items():
                 self.val_scores[f"{subset}_{name}"].update(motion, weight)
         if batch_idx == 0 and self.cfg.gif_clips:
