@@ -235,6 +235,15 @@ class PokePipeline:
         return videos.unflatten(0, (x0.shape[0], n))
 
     @torch.inference_mode()
+    def reconstruct(self, video: torch.Tensor) -> torch.Tensor:
+        """The autoencoder's reconstruction (B, n_frames, 3, S, S), x0 first, of real videos of that shape.
+
+        Samples are decoded by the same decoder, so this bounds how faithful they can be.
+        """
+        video = video.to(self.device, torch.float32)
+        return self._decode(self.ae.encode(video), video[:, 0])
+
+    @torch.inference_mode()
     def residual(self, video: torch.Tensor, poke: torch.Tensor) -> torch.Tensor:
         """Residual kinematics r (B, d, h, w) of real videos (B, n_frames, 3, S, S) given their poke maps."""
         x0, poke = self._inputs(video[:, 0], poke)

@@ -87,10 +87,16 @@ def write_test_shards(directory, n_clips: int = 6, with_keypoints: bool = True):
 
 
 class ShiftDouble:
-    """Slides x0 along the poke (``follow=True``) or along a seeded random direction; not a model."""
+    """Slides x0 along the poke (``follow=True``) or along a seeded random direction; not a model.
 
-    def __init__(self, follow: bool = True, size: int = SIZE, n_frames: int = T):
+    Its "autoencoder" reconstructs real clips perfectly, or (``still_reconstruction``) as x0 repeated.
+    """
+
+    def __init__(
+        self, follow: bool = True, size: int = SIZE, n_frames: int = T, still_reconstruction: bool = False
+    ):
         self.follow, self.size, self.n_frames, self.max_pokes = follow, size, n_frames, 5
+        self.still_reconstruction = still_reconstruction
         self.poke_conditioned = follow
         self.device = torch.device("cpu")
         self.calls = 0
@@ -116,6 +122,9 @@ class ShiftDouble:
                     out[b, s, t] = torch.from_numpy(frame).permute(2, 0, 1) / 127.5 - 1
         out[:, :, 0] = x0[:, None]
         return out.clamp(-1, 1)
+
+    def reconstruct(self, video):
+        return video[:, :1].expand_as(video).clone() if self.still_reconstruction else video.clone()
 
 
 def small_profile(**changes) -> EvalProfile:
@@ -185,6 +194,16 @@ def test_following_the_poke_beats_ignoring_it_and_nears_the_floor(following, ign
     assert control["ipoke"] - control["gt_floor"] < 0.5 * (control["no_poke"] - control["gt_floor"])
     assert follow["keypoint_error_px"]["ipoke"] < ignore["keypoint_error_px"]["ipoke"]
     assert follow["psnr"] > ignore["psnr"]
+
+
+def test_the_autoencoder_row_tracks_the_reconstruction_of_the_real_clip(shards, following):
+    # A perfect reconstruction is tracked like the real clip ...
+    np.testing.assert_allclose(following.control_error["ae_recon"], following.control_error["gt_floor"])
+    np.testing.assert_allclose(following.keypoint_error["ae_recon"], following.keypoint_error["gt_floor"])
+    # ... one that does not move leaves the poked point where it was: its error is the poke length.
+    still = run(ShiftDouble(follow=True, still_reconstruction=True), shards)
+    assert np.allclose(still.control_error["ae_recon"], 6.0, atol=1.0)
+    np.testing.assert_allclose(still.control_error["ipoke"], following.control_error["ipoke"])
 
 
 def test_the_no_poke_rows_use_an_empty_poke_map(following, ignoring):

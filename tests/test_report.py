@@ -23,7 +23,7 @@ from test_evaluation import (
 from ipoke.errors import IpokeError
 from ipoke.evaluation import protocol
 from ipoke.evaluation.outputs import write_outputs
-from ipoke.evaluation.report import build_report
+from ipoke.evaluation.report import build_report, headline
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +32,13 @@ def eval_dir(tmp_path_factory):
     results = run(ShiftDouble(), write_test_shards(root / "shards"), small_profile(grid_clips=2))
     write_outputs(results, root / "eval", "demo", protocol.__doc__, fps=5.0)
     return root / "eval"
+
+
+def test_the_headline_says_how_much_of_the_gap_samples_and_autoencoder_close():
+    control = {"ipoke": 3.0, "ae_recon": 2.0, "gt_floor": 1.0, "no_poke": 5.0}
+    text = headline({"metrics": {"control_error_px": control, "div_mse_e4": 1.5, "div_lpips_e4": 2.5}})
+    assert "iPOKE closes 50% of the gap" in text and "real clips close 75%" in text
+    assert "AE reconstruction 2.00 px" in text
 
 
 def test_the_page_embeds_everything_it_shows(eval_dir):
@@ -89,6 +96,7 @@ def test_the_report_renders_in_chromium_without_requests(eval_dir, tmp_path):
             expect(page.locator("#table-table1 tbody")).to_contain_text("iPOKE (paper)")
             expect(page.locator("#table-table1 tr.this-run td.nc")).to_have_count(2)  # FVD and LPIPS
             expect(page.locator(".headline")).to_contain_text("GT floor")
+            expect(page.locator(".headline")).to_contain_text("AE reconstruction")
             expect(page.locator("#not-computed + .missing li")).to_have_count(2)
             expect(page.locator(".missing")).to_contain_text("weights not found")
             expect(page.locator(".grid .labels span")).to_have_count(2 * 5)  # GT, 3 samples, no poke

@@ -77,10 +77,12 @@ def test_residual_then_render_reproduces_the_autoencoder_reconstruction(saved):
     residual = pipeline.residual(video, poke)
     assert residual.shape == (3, 4, 8, 8)
     rendered = pipeline.render(video[:, 0], poke, residual)
+    reconstruction = pipeline.reconstruct(video)
     with torch.no_grad():
         z = pipeline.ae.encode(video)
-        reconstruction = torch.cat([video[:, :1], pipeline.ae.decode(z, video[:, 0])], dim=1)
+        by_hand = torch.cat([video[:, :1], pipeline.ae.decode(z, video[:, 0])], dim=1)
         z_back = pipeline.cinn.reverse(residual, pipeline.conditioner(video[:, 0], poke))
+    assert torch.equal(reconstruction, by_hand)
     assert torch.allclose(z_back, z, atol=1e-4)
     assert torch.allclose(rendered, reconstruction, atol=1e-4)
     # Transfer: the same residual animates other start frames.

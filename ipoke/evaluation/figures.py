@@ -17,7 +17,7 @@ from ipoke.evaluation.results import CONTROL_METHODS, GridExample, KinematicsExa
 from ipoke.metrics.ambiguity import AmbiguityPoint  # noqa: E402
 from ipoke.viz import draw_pokes, hex_color, poke_color  # noqa: E402
 
-METHOD_COLORS = {"ipoke": "#1f77b4", "gt_floor": "#2ca02c", "no_poke": "#d62728"}
+METHOD_COLORS = {"ipoke": "#1f77b4", "ae_recon": "#9467bd", "gt_floor": "#2ca02c", "no_poke": "#d62728"}
 GRID_GAP = 4  # px of white between the videos of a grid
 
 
@@ -42,7 +42,7 @@ def control_figure(errors: dict[str, dict[str, np.ndarray]]) -> bytes:
         ax.scatter(range(1, len(values) + 1), means, color="black", zorder=3)
         for x, mean in enumerate(means, start=1):
             ax.annotate(f"{mean:.2f}", (x, mean), textcoords="offset points", xytext=(8, 0), va="center")
-        ax.set_xticks(range(1, len(values) + 1), ["iPOKE", "GT floor", "no poke"])
+        ax.set_xticks(range(1, len(values) + 1), ["iPOKE", "AE recon.", "GT floor", "no poke"])
         ax.set_ylabel("px (lower is better)")
         ax.set_title(title)
         ax.set_ylim(bottom=0)

@@ -18,11 +18,13 @@ the poke. Frame 0 of every video is x0; the metrics below compare the T = 10 fra
 - FVD: sample 0 of each clip against the real clips, both x0 + 10 frames (appendix G).
 - Control error: each poked point is tracked through the video with optical flow
   (:mod:`ipoke.metrics.control`) and its end position compared with the poke's target, averaged over pokes
-  and samples. Three rows: the iPOKE samples, the GT floor (the same tracking on the real clip, i.e. what
-  tracker and flow-estimated targets get wrong by themselves) and the no-poke sampling.
+  and samples. Four rows: the iPOKE samples, the autoencoder's reconstruction of the real clip (the best
+  any sample decoded by it can do: the ceiling the autoencoder puts on the cINN), the GT floor (the same
+  tracking on the real clip, i.e. what tracker and flow-estimated targets get wrong by themselves) and
+  the no-poke sampling.
 - Keypoint error (data with ground-truth keypoints, e.g. synthetic): as in Fig. 8 only keypoints of the
   poked parts count: for each poke the keypoint nearest to it in x0; it is tracked through the video and
-  compared with its ground-truth end position. Same three rows.
+  compared with its ground-truth end position. Same four rows.
 - Kinematics maps (Fig. 7): on the first ``kinematics.n_images`` test frames, ``kinematics.n_pokes``
   random pokes (paper: 1000) at the clip's first simulated poke location, up to ``kinematics.max_shift``
   of the frame size (:mod:`ipoke.metrics.kinematics`).
@@ -116,6 +118,8 @@ class Pipeline(Protocol):
     device: torch.device
 
     def sample_batch(self, x0, poke, n, seed, temperature=1.0) -> torch.Tensor: ...
+
+    def reconstruct(self, video: torch.Tensor) -> torch.Tensor: ...
 
 
 @dataclass
@@ -252,6 +256,7 @@ def _evaluate_batch(
     video, poke = batch["video"], batch["poke"]
     samples = _sample(pipeline, video[:, 0], poke, profile, seed)
     no_poke = _sample(pipeline, video[:, 0], torch.zeros_like(poke), profile, seed)
+    recon = pipeline.reconstruct(video.to(pipeline.device)).detach().float().cpu()
     pred, target = samples[:, :, 1:], video[:, None, 1:]
     acc.psnr.append(video_psnr(pred, target, max_db=profile.psnr_max_db).numpy())
     acc.ssim.append(video_ssim(pred, target).numpy())
@@ -260,9 +265,15 @@ def _evaluate_batch(
         acc.div_lpips.append(pairwise_lpips(pred, lpips).numpy())
     acc.div_mse.append(pairwise_mse(pred).numpy())
     gt_u8, samples_u8, no_poke_u8 = float_to_uint8(video), float_to_uint8(samples), float_to_uint8(no_poke)
+    recon_u8 = float_to_uint8(recon)
     for b, clip_id in enumerate(batch["clip_id"]):
         pokes = batch["poke_points"][b, : int(batch["n_pokes"][b])].double().numpy()
-        videos = {"ipoke": samples_u8[b], "gt_floor": gt_u8[b][None], "no_poke": no_poke_u8[b]}
+        videos = {
+            "ipoke": samples_u8[b],
+            "ae_recon": recon_u8[b][None],
+            "gt_floor": gt_u8[b][None],
+            "no_poke": no_poke_u8[b],
+        }
         for method, error in _control_rows(gt_u8[b, 0], videos, pokes).items():
             acc.control[method].append(error)
         if keypoints[b] is not None:

@@ -17,7 +17,7 @@ from ipoke.evaluation.results import CONTROL_LABELS, CONTROL_METHODS
 
 MISSING = "–"
 NOT_COMPUTED = "n/c"
-SHORT = {"ipoke": "iPOKE", "gt_floor": "GT floor", "no_poke": "no poke"}
+SHORT = {"ipoke": "iPOKE", "ae_recon": "AE reconstruction", "gt_floor": "GT floor", "no_poke": "no poke"}
 
 
 @dataclass
@@ -112,8 +112,10 @@ def control_table(record: dict) -> Table:
         notes=[
             "Control error: distance between where the poked point is tracked to in the last frame and the "
             "poke's target. The GT floor applies the same tracking to the real clip: what tracker and "
-            "flow-based targets get wrong without any model. No-poke sampling uses the same seeds with an "
-            "empty poke map.",
+            "flow-based targets get wrong without any model. The AE reconstruction row tracks the real clip "
+            "after the autoencoder's encoder and decoder: samples decoded by that autoencoder cannot do "
+            "better, so it shows whether the autoencoder or the cINN limits control. No-poke sampling uses "
+            "the same seeds with an empty poke map.",
             "The paper gives Fig. 8's numbers (iPER keypoint MSE) only as a plot, so no published rows.",
         ],
     )
