@@ -91,7 +91,7 @@ def main() -> None:
         if step == STEPS:
             break
         clips = sliding_squares(profile.loader.batch_size, cfg.n_frames + 1, cfg.resolution, data)
-        _, loss = pixel_losses(model(clips)[0], clips[:, 1:], weights)
+        _, loss = pixel_losses(model(clips)[0], clips, weights)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

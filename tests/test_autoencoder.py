@@ -20,7 +20,14 @@ from ipoke.models.autoencoder import (
     save_autoencoder,
 )
 from ipoke.models.perceptual import VGG19_FILE, VGG19_URL, VGGPerceptualLoss, load_vgg19_features
-from ipoke.train.autoencoder import MAX_PSNR_DB, AEProfile, AutoencoderModule, TrainAEParams
+from ipoke.train.autoencoder import (
+    MAX_PSNR_DB,
+    AELossConfig,
+    AEProfile,
+    AutoencoderModule,
+    TrainAEParams,
+    pixel_losses,
+)
 from ipoke.train.trainer import build_trainer, fit
 
 TINY = AEConfig(
@@ -271,6 +278,25 @@ def test_reconstruction_loss_weighs_l1_squared_error_and_kl():
     assert losses["l2"] == pytest.approx(error.pow(2).mean().item(), rel=1e-6)
     expected = 3.0 * losses["l1"] + 5.0 * losses["l2"] + 0.5 * losses["kl"]
     assert losses["g_total"] == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_pixel_losses_up_weight_pixels_that_differ_from_x0():
+    weights = AELossConfig(l1=2.0, l2=3.0, moving_weight=4.0, moving_threshold=0.1)
+    still = torch.zeros(1, 3, 3, 2, 2)  # x0 + 2 frames, 2x2 px
+    moving_clip = still.clone()
+    moving_clip[0, 2, 1, 0, 1] = 0.5  # one pixel of the last frame changes in one channel
+    recon = torch.full((1, 2, 3, 2, 2), 0.2)
+    terms, total = pixel_losses(recon, moving_clip, weights)
+    pixel_weight = torch.ones(1, 2, 1, 2, 2)
+    pixel_weight[0, 1, 0, 0, 1] = 4.0  # all three channels of that pixel
+    error = recon - moving_clip[:, 1:]
+    normaliser = pixel_weight.expand_as(error).sum()
+    assert terms["l1"] == pytest.approx(((pixel_weight * error.abs()).sum() / normaliser).item(), rel=1e-6)
+    assert terms["l2"] == pytest.approx(((pixel_weight * error**2).sum() / normaliser).item(), rel=1e-6)
+    assert total == pytest.approx((2.0 * terms["l1"] + 3.0 * terms["l2"]).item(), rel=1e-6)
+    # a clip that does not move has plain means
+    plain, _ = pixel_losses(recon, still, weights)
+    assert plain["l1"] == pytest.approx(0.2, rel=1e-6) and plain["l2"] == pytest.approx(0.04, rel=1e-6)
 
 
 def test_validation_compares_with_the_static_baseline():

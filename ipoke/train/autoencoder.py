@@ -3,7 +3,8 @@
 Each batch does one discriminator step (hinge losses of the spatial PatchGAN on frames and the temporal 3D
 ResNet on clips, R1 penalty on real clips) and one autoencoder step (10 L1 + 10 VGG + 1e-7 KL + hinge
 generator and feature-matching terms of both discriminators), with manual optimisation. The offline demo,
-without VGG weights and adversarial terms, adds a squared-error term (``loss.l2``). Validation compares
+without VGG weights and adversarial terms, adds a squared-error term (``loss.l2``) and weighs pixels that
+differ from x0 more (``loss.moving_weight``). Validation compares
 the reconstruction of held-out clips with the static baseline (x0 copied to every frame) in L1, PSNR and
 SSIM, over all clips and over moving ones, measures how much the reconstruction moves, and logs a
 GT | reconstruction GIF to MLflow.
@@ -59,6 +60,11 @@ class AELossConfig(Section):
     # Squared error (not in the paper). Without perceptual and adversarial terms (the offline demo) L1 alone
     # pulls towards the median frame, the unmoved x0; the squared error's mean lets motion appear early.
     l2: float = Field(0.0, ge=0)
+    # Weight of moving pixels (not in the paper: 1) in both pixel terms: those whose |x_t - x0| reaches
+    # moving_threshold in some channel (frames in [-1, 1]), the part's old and new places alike. Still
+    # background fills most of a frame and would otherwise dominate what the few latent channels learn.
+    moving_weight: float = Field(1.0, ge=1.0)
+    moving_threshold: float = Field(0.1, gt=0)
     perceptual: Literal["vgg19", "none"] = "vgg19"
     perceptual_weight: float = Field(10.0, ge=0)
     perceptual_weights: str | None = None  # VGG19 file; null: the torch hub cache
@@ -102,11 +108,22 @@ class TrainAEParams(Section):
 
 
 def pixel_losses(
-    recon: torch.Tensor, target: torch.Tensor, weights: AELossConfig
+    recon: torch.Tensor, clip: torch.Tensor, weights: AELossConfig
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Mean absolute (``l1``) and mean squared (``l2``) error of a reconstruction, and their weighted sum."""
+    """L1 and squared error (``l1``, ``l2``) of a reconstruction of ``clip[:, 1:]``, and their weighted sum.
+
+    ``clip`` is (B, 1 + T, 3, H, W) with x0 first. Both errors are means over pixels weighted by
+    ``weights.moving_weight`` where the frame differs from x0 (plain means at weight 1).
+    """
+    target = clip[:, 1:]
     error = recon - target
-    terms = {"l1": error.abs().mean(), "l2": error.pow(2).mean()}
+    moving = (target - clip[:, :1]).abs().amax(dim=2, keepdim=True) >= weights.moving_threshold
+    pixel_weight = 1.0 + (weights.moving_weight - 1.0) * moving.to(error.dtype)
+    normaliser = pixel_weight.expand_as(error).sum()
+    terms = {
+        "l1": (pixel_weight * error.abs()).sum() / normaliser,
+        "l2": (pixel_weight * error.pow(2)).sum() / normaliser,
+    }
     return terms, weights.l1 * terms["l1"] + weights.l2 * terms["l2"]
 
 
@@ -241,7 +258,7 @@ class AutoencoderModule(L.LightningModule):
         """
         w = self.cfg.loss
         target = video[:, 1:]
-        losses, total = pixel_losses(recon, target, w)
+        losses, total = pixel_losses(recon, video, w)
         losses["kl"] = kl_divergence(mu, logvar)
         total = total + w.kl * losses["kl"]
         if self._perceptual:
