@@ -238,7 +238,7 @@ class PokePipeline:
     def reconstruct(self, video: torch.Tensor) -> torch.Tensor:
         """The autoencoder's reconstruction (B, n_frames, 3, S, S), x0 first, of real videos of that shape.
 
-        Samples are decoded by the same decoder, so this bounds how faithful they can be.
+        Samples are decoded by the same decoder: this shows about how faithful they can be.
         """
         video = video.to(self.device, torch.float32)
         return self._decode(self.ae.encode(video), video[:, 0])

@@ -18,8 +18,8 @@ the poke. Frame 0 of every video is x0; the metrics below compare the T = 10 fra
 - FVD: sample 0 of each clip against the real clips, both x0 + 10 frames (appendix G).
 - Control error: each poked point is tracked through the video with optical flow
   (:mod:`ipoke.metrics.control`) and its end position compared with the poke's target, averaged over pokes
-  and samples. Four rows: the iPOKE samples, the autoencoder's reconstruction of the real clip (the best
-  any sample decoded by it can do: the ceiling the autoencoder puts on the cINN), the GT floor (the same
+  and samples. Four rows: the iPOKE samples, the autoencoder's reconstruction of the real clip (about the
+  best that samples decoded by it can do: the limit the autoencoder puts on the cINN), the GT floor (the same
   tracking on the real clip, i.e. what tracker and flow-estimated targets get wrong by themselves) and
   the no-poke sampling.
 - Keypoint error (data with ground-truth keypoints, e.g. synthetic): as in Fig. 8 only keypoints of the

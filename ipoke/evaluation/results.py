@@ -21,7 +21,7 @@ from ipoke.metrics.kinematics import KinematicsMap
 CONTROL_METHODS = ("ipoke", "ae_recon", "gt_floor", "no_poke")
 CONTROL_LABELS = {
     "ipoke": "iPOKE samples",
-    "ae_recon": "AE reconstruction (the real clip encoded and decoded: the best a cINN sample can reach)",
+    "ae_recon": "AE reconstruction (the real clip encoded and decoded: what the autoencoder allows samples)",
     "gt_floor": "GT floor (same tracking on the real test clip)",
     "no_poke": "no-poke sampling (empty poke map, same seeds)",
 }

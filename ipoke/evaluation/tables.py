@@ -113,9 +113,9 @@ def control_table(record: dict) -> Table:
             "Control error: distance between where the poked point is tracked to in the last frame and the "
             "poke's target. The GT floor applies the same tracking to the real clip: what tracker and "
             "flow-based targets get wrong without any model. The AE reconstruction row tracks the real clip "
-            "after the autoencoder's encoder and decoder: samples decoded by that autoencoder cannot do "
-            "better, so it shows whether the autoencoder or the cINN limits control. No-poke sampling uses "
-            "the same seeds with an empty poke map.",
+            "after the autoencoder's encoder and decoder: about the best that samples decoded by that "
+            "autoencoder can do, so it shows whether the autoencoder or the cINN limits control. No-poke "
+            "sampling uses the same seeds with an empty poke map.",
             "The paper gives Fig. 8's numbers (iPER keypoint MSE) only as a plot, so no published rows.",
         ],
     )
