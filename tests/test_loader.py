@@ -78,6 +78,15 @@ def test_pokes_are_deterministic_per_epoch_and_new_each_epoch(dirs):
         torch.testing.assert_close(fields["poke_points"], first[clip_id]["poke_points"])
 
 
+def test_evaluation_passes_draw_the_same_pokes_every_time(dirs):
+    loader = make_loader(dirs["shards"], "test", LoaderParams(batch_size=4, workers=0))
+    first, second = all_batches(loader), all_batches(loader)  # the loader's epoch advances ...
+    assert sorted(first) == sorted(second)
+    for clip_id, fields in first.items():  # ... but its examples do not change
+        torch.testing.assert_close(second[clip_id]["poke_points"], fields["poke_points"])
+        torch.testing.assert_close(second[clip_id]["poke"], fields["poke"])
+
+
 def test_two_workers_give_the_same_samples_as_none(dirs):
     params = LoaderParams(batch_size=2, workers=0)
     single = all_batches(make_loader(dirs["shards"], "test", params))

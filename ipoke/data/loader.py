@@ -15,7 +15,9 @@ A background-poke sample's target is the still clip (paper E.3): ``video`` is x0
 ``gt_flow`` are zero, so every field describes the video the model must produce.
 
 Randomness: each sample's pokes and augmentation come from a generator seeded by (seed, epoch, clip id),
-so they are the same for a given seed and epoch whatever the worker count or order, and new every epoch.
+so they are the same for a given seed and epoch whatever the worker count or order, and new every training
+epoch. Evaluation passes always draw epoch 0's pokes, so every validation and the final test metrics of a
+run (resumed or not) score the same examples.
 Shard order, resampling and the shuffle buffer are seeded by (seed, epoch, rank, worker).
 :class:`EpochLoader` advances the epoch on every pass (or set it with ``set_epoch``); training passes
 resample shards with replacement (``resampled``) for ``epoch_clips`` clips per epoch, evaluation passes
@@ -158,7 +160,7 @@ class ClipStream(IterableDataset):
         info = get_worker_info()
         wid, nw = (info.id, info.num_workers) if info else (0, 1)
         rank, world = _rank_world()
-        seed, epoch = self.params.seed, self.epoch
+        seed, epoch = self.params.seed, self.epoch if self.train else 0
         rng = np.random.default_rng([seed, epoch, rank, wid])
         samples = tar_samples(self._shard_order(rng, rank, world, wid, nw))
         if self.train and self.params.shuffle_buffer > 1:
