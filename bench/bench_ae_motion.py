@@ -99,7 +99,7 @@ def main() -> None:
         "profile": "demo",
         "batch_size": profile.loader.batch_size,
         "lr": optim.lr,
-        "loss": {"l1": weights.l1, "l2": weights.l2},
+        "loss": {"l1": weights.l1, "l2": weights.l2, "moving_weight": weights.moving_weight},
         "torch_threads": torch.get_num_threads(),
         "static_psnr": psnr(start.expand_as(target), target),
         "clip_motion": motion(target),
