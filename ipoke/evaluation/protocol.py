@@ -256,7 +256,7 @@ def _evaluate_batch(
     video, poke = batch["video"], batch["poke"]
     samples = _sample(pipeline, video[:, 0], poke, profile, seed)
     no_poke = _sample(pipeline, video[:, 0], torch.zeros_like(poke), profile, seed)
-    recon = pipeline.reconstruct(video.to(pipeline.device)).detach().float().cpu()
+    recon = pipeline.reconstruct(video).detach().float().cpu()
     pred, target = samples[:, :, 1:], video[:, None, 1:]
     acc.psnr.append(video_psnr(pred, target, max_db=profile.psnr_max_db).numpy())
     acc.ssim.append(video_ssim(pred, target).numpy())

@@ -4,10 +4,9 @@ Each batch does one discriminator step (hinge losses of the spatial PatchGAN on 
 ResNet on clips, R1 penalty on real clips) and one autoencoder step (10 L1 + 10 VGG + 1e-7 KL + hinge
 generator and feature-matching terms of both discriminators), with manual optimisation. The offline demo,
 without VGG weights and adversarial terms, adds a squared-error term (``loss.l2``) and weighs pixels that
-differ from x0 more (``loss.moving_weight``). Validation compares
-the reconstruction of held-out clips with the static baseline (x0 copied to every frame) in L1, PSNR and
-SSIM, over all clips and over moving ones, measures how much the reconstruction moves, and logs a
-GT | reconstruction GIF to MLflow.
+differ from x0 more (``loss.moving_weight``). Validation compares the reconstruction of held-out clips with
+the static baseline (x0 copied to every frame) in L1, PSNR and SSIM, over all clips and over moving ones,
+measures how much the reconstruction moves, and logs a GT | reconstruction GIF to MLflow.
 """
 
 from __future__ import annotations
