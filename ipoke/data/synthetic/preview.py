@@ -46,4 +46,3 @@ def tile(videos: list[np.ndarray], columns: int) -> np.ndarray:
         r, c = divmod(k, columns)
         grid[:, r * h : (r + 1) * h, c * w : (c + 1) * w] = v[:t]
     return grid
-
