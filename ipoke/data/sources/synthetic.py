@@ -45,6 +45,9 @@ class Params(Section):
     settle_frames: FrameRange = (6, 12)
     still_probability: float = Field(0.25, ge=0.0, le=1.0)
     still_frames: FrameRange = (6, 12)
+    onset_grid: int = Field(
+        1, ge=1, description="pokes start on multiples of this many frames (the pipeline's clip grid)"
+    )
     crf: int = Field(18, ge=0, le=51, description="x264 constant rate factor")
 
     @model_validator(mode="after")

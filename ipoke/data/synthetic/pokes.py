@@ -36,10 +36,18 @@ def plan_timings(
     settle_frames: tuple[int, int],
     still_probability: float,
     still_frames: tuple[int, int],
+    onset_grid: int = 1,
 ) -> list[Timing]:
-    """Pokes one after another, each followed by a settling gap and sometimes a longer still stretch."""
+    """Pokes one after another, each followed by a settling gap and sometimes a longer still stretch.
+
+    Every poke starts on a multiple of ``onset_grid`` frames (the next one at or after the planned time),
+    so that a pipeline cutting clips every ``onset_grid`` frames starts a clip exactly at each poke."""
+
+    def on_grid(t: int) -> int:
+        return -(-t // onset_grid) * onset_grid
+
     timings = []
-    t = int(rng.integers(0, 6))
+    t = on_grid(int(rng.integers(0, 6)))
     while True:
         duration = int(rng.integers(poke_frames[0], poke_frames[1] + 1))
         if t + duration > n_frames - 1:
@@ -49,6 +57,7 @@ def plan_timings(
         t += duration + int(rng.integers(settle_frames[0], settle_frames[1] + 1))
         if rng.random() < still_probability:
             t += int(rng.integers(still_frames[0], still_frames[1] + 1))
+        t = on_grid(t)
 
 
 def reachable_path(

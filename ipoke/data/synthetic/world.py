@@ -88,6 +88,7 @@ def simulate_video(
         params.settle_frames,
         params.still_probability,
         params.still_frames,
+        params.onset_grid,
     )
     reach = (params.poke_reach[0] * params.resolution, params.poke_reach[1] * params.resolution)
 
