@@ -42,11 +42,13 @@ def main() -> None:
                 "clips_train": int((clips["split"] == "train").sum()),
                 "clips_test": int((clips["split"] == "test").sum()),
                 "clips_with_gt": int(clips["has_gt"].sum()),
+                "clips_dropped_still_train": result.dropped.get("train", 0),
+                "clips_dropped_still_test": result.dropped.get("test", 0),
                 "shards": sum(len(v) for v in result.shards.values()),
                 "megabytes": round(mb, 2),
-                "write_mb_per_s": round(mb / max(result.seconds, 1e-9), 2),
             },
         )
+        st.log_metrics({"write_mb_per_s": round(mb / max(result.seconds, 1e-9), 2)})
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ receptive fields and patch sizes.
 
 Output of the ``estimate_flow`` stage (:func:`estimate`): ``data/flow/<dataset>/<video>.npy`` float16
 ``(n_clips, 2, H, W)`` per video and ``index.parquet``, one row per clip with its location in those files
-and the flow magnitude statistics (mean, std, max, p95) plus EPE against ground truth where it exists.
+and the flow magnitude statistics (mean, std, max, p95, p99) plus EPE against ground truth where it exists.
 """
 
 from __future__ import annotations
@@ -252,6 +252,7 @@ def magnitude_stats(flow: np.ndarray) -> dict[str, float]:
     return {
         "mag_mean": float(mag.mean()), "mag_std": float(mag.std()), "mag_max": float(mag.max()),
         "mag_p95": float(np.percentile(mag, 95)),
+        "mag_p99": float(np.percentile(mag, 99)),
     }
 
 

@@ -9,6 +9,10 @@ A sample (key ``<video>_<start>``, every array a ``.npy``):
   parts of x0, 0 = background), ``keypoints.npy`` float32 ``(11, K, 2)`` and ``pokes.json`` (the recorded
   pokes overlapping the clip, positions in stored pixels and frames relative to the clip).
 
+Clip selection: clips whose start->end flow stays below ``min_motion_px`` at its 99th percentile (nothing
+in them moves visibly) are left out of both splits and counted; the authors' data code filters clips by
+flow magnitude the same way. ``min_motion_px: 0`` keeps every clip.
+
 Shards are ``{split}-NNNNNN.tar``, closed when the next sample would pass ``max_shard_mb`` or
 ``max_shard_samples``. Order is deterministic: clips in video order, then permuted with ``shuffle_seed``
 (mixing videos across shards helps a small shuffle buffer); tar members carry fixed metadata, so equal
@@ -43,6 +47,9 @@ class ShardParams(Section):
     max_shard_samples: int = Field(10_000, ge=1, description="close a shard after this many samples")
     shuffle_seed: int | None = Field(0, description="permute clips before writing; null keeps video order")
     output_url: str | None = Field(None, description="fsspec URL for shards; null = data/shards/<dataset>")
+    min_motion_px: float = Field(
+        0.0, ge=0, description="keep clips whose flow's 99th percentile magnitude reaches this (pixels)"
+    )
 
 
 def npy_bytes(array: np.ndarray) -> bytes:
@@ -130,6 +137,7 @@ def build_sample(
         "split": clip.split, "start": int(clip.start), "end": int(clip.end), "raw_start": int(clip.raw_start),
         "raw_end": int(clip.raw_end), "step": int(vrow["step"]), "fps": float(vrow["fps"]),
         "flow_mag_mean": float(clip.mag_mean), "flow_mag_p95": float(clip.mag_p95),
+        "flow_mag_p99": float(clip.mag_p99),
     }
     if "family" in vrow and not pd.isna(vrow["family"]):
         meta["family"] = str(vrow["family"])
@@ -158,6 +166,16 @@ class ShardResult:
     shards: dict[str, list[str]]
     bytes_written: int
     seconds: float
+    dropped: dict[str, int]  # clips left out per split (too little motion)
+
+
+def select_moving(flow_index: pd.DataFrame, min_motion_px: float) -> pd.DataFrame:
+    """Clips whose start->end flow reaches ``min_motion_px`` at its 99th percentile magnitude."""
+    if min_motion_px <= 0:
+        return flow_index
+    if "mag_p99" not in flow_index:
+        raise IpokeError("the flow index has no mag_p99 column: rerun the estimate_flow stage")
+    return flow_index[flow_index["mag_p99"] >= min_motion_px]
 
 
 def write_shards(
@@ -167,9 +185,16 @@ def write_shards(
     """Write every clip of ``flow_index`` as shards under ``base_url``; return the clip table."""
     gts = GroundTruthCache(raw_dir, capacity=None)  # clips come in shuffled order: keep every video's GT
     max_bytes = int(params.max_shard_mb * 2**20)
-    rows, shards, total, t0 = [], {}, 0, time.perf_counter()
+    rows, shards, dropped, total, t0 = [], {}, {}, 0, time.perf_counter()
     for split in sorted(flow_index["split"].unique()):
-        clips = order_clips(flow_index[flow_index["split"] == split], params.shuffle_seed)
+        candidates = flow_index[flow_index["split"] == split]
+        clips = order_clips(select_moving(candidates, params.min_motion_px), params.shuffle_seed)
+        dropped[split] = len(candidates) - len(clips)
+        if clips.empty:
+            raise IpokeError(
+                f"none of the {len(candidates)} {split} clips moves {params.min_motion_px} px (99th "
+                "percentile of its flow): lower shard.min_motion_px or check the videos"
+            )
         sink = ShardSink(base_url, split, max_bytes, params.max_shard_samples)
         videos: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         items = clips.itertuples(index=False)
@@ -188,14 +213,15 @@ def write_shards(
                     "clip_id": clip.clip_id, "key": sample["__key__"], "split": split, "shard": shard,
                     "video_id": clip.video_id, "object_id": str(vrow["object_id"]), "start": int(clip.start),
                     "end": int(clip.end), "raw_start": int(clip.raw_start), "raw_end": int(clip.raw_end),
-                    "mag_mean": clip.mag_mean, "mag_p95": clip.mag_p95, "has_gt": has_gt,
+                    "mag_mean": clip.mag_mean, "mag_p95": clip.mag_p95, "mag_p99": clip.mag_p99,
+                    "has_gt": has_gt,
                 })
         finally:
             sink.close()
         shards[split] = sink.names
         total += sink.bytes_written
     table = pd.DataFrame(rows)
-    return ShardResult(table, shards, total, time.perf_counter() - t0)
+    return ShardResult(table, shards, total, time.perf_counter() - t0, dropped)
 
 
 def write_index(clips: pd.DataFrame, out_dir: Path, base_url: str | None) -> Path:
