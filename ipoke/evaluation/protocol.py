@@ -2,10 +2,13 @@
 
 Test clips: the first ``n_clips`` clips of the test split (paper: 1000), read in shard order with the
 training loader's poke simulation (:func:`ipoke.data.loader.make_example`) at a fixed ``seed`` and epoch 0,
-so every run sees the same clips and the same pokes. Poke patches, counts and the mask filter are the
-training loader's (``loader.pokes``), so the model sees the kind of pokes it learned from; background pokes
-are off by default (``background_prob = 0``): their target is a still video, which would make the control
-error meaningless.
+so every run sees the same clips and the same pokes. Poke patches and the mask filter are the training
+loader's (``loader.pokes``), so the model sees the kind of pokes it learned from; each clip gets
+``n_test_pokes`` pokes (1, as in the authors' test configs; null: 1..``max_pokes`` as in training).
+Background pokes are scored apart (their target is a still video, which would make the control error
+meaningless): the first ``background_clips`` test clips get a background poke instead, and the tracked
+motion of the poked point and the mean change of the frames are reported beside the same two numbers for
+the foreground pokes.
 
 Per clip, ``n_samples`` videos (paper: 5) are drawn with the poke fixed; batch ``i`` uses seed
 ``seed + i``. The same seeds with an empty poke map give the no-poke sampling, so the two differ only in
@@ -63,7 +66,7 @@ from ipoke.evaluation.results import (
 )
 from ipoke.metrics import MetricUnavailable
 from ipoke.metrics.ambiguity import AmbiguityExample, ambiguity_curve, keypoint_error, lpips_error
-from ipoke.metrics.control import control_error, end_point_error
+from ipoke.metrics.control import control_error, end_point_error, point_motion
 from ipoke.metrics.diversity import pairwise_lpips, pairwise_mse
 from ipoke.metrics.fvd import I3DFeatures, fvd
 from ipoke.metrics.image import video_psnr, video_ssim
@@ -95,7 +98,10 @@ class EvalProfile(Section):
     seed: int = 0
     temperature: float = Field(1.0, gt=0, description="scale of the sampled residual r")
     psnr_max_db: float = Field(60.0, gt=0, description="cap for identical frames (PSNR = inf)")
-    background_prob: float = Field(0.0, ge=0, le=1, description="share of background pokes among test clips")
+    n_test_pokes: int | None = Field(
+        1, ge=1, description="pokes per test clip (authors' test configs: 1); null: 1..max_pokes as training"
+    )
+    background_clips: int = Field(16, ge=0, description="test clips scored with a background poke (0 = none)")
     kinematics: KinematicsParams = KinematicsParams()
     ambiguity: AmbiguityParams = AmbiguityParams()
     grid_clips: int = Field(4, ge=0, description="test clips shown as GT | samples | no-poke videos")
@@ -208,6 +214,7 @@ class _Accumulator:
     div_lpips: list = field(default_factory=list)
     control: dict = field(default_factory=_per_method)
     keypoints: dict = field(default_factory=_per_method)
+    response: dict = field(default_factory=dict)  # "point_motion"/"frame_change" -> per-clip values
     real: list = field(default_factory=list)  # uint8 clips for FVD, only with an I3D
     generated: list = field(default_factory=list)
 
@@ -226,6 +233,15 @@ def _control_rows(x0: np.ndarray, videos: dict[str, np.ndarray], pokes: np.ndarr
     """Mean control error per method; ``videos[m]`` is ``(n, T, S, S, 3)`` with x0 first."""
     return {
         m: float(np.mean([control_error(x0, v[1:], pokes).mean() for v in vs])) for m, vs in videos.items()
+    }
+
+
+def _response(x0: np.ndarray, videos: np.ndarray, pokes: np.ndarray) -> dict[str, float]:
+    """How much the videos ``(n, T, S, S, 3)`` (x0 first) move: the poked points' tracked displacement (px)
+    and the mean absolute change of the frames from x0 (grey levels), averaged over the videos."""
+    return {
+        "point_motion": float(np.mean([point_motion(x0, v[1:], pokes[:, :2]).mean() for v in videos])),
+        "frame_change": float(np.abs(videos[:, 1:].astype(np.float64) - x0.astype(np.float64)).mean()),
     }
 
 
@@ -276,6 +292,8 @@ def _evaluate_batch(
         }
         for method, error in _control_rows(gt_u8[b, 0], videos, pokes).items():
             acc.control[method].append(error)
+        for name, value in _response(gt_u8[b, 0], samples_u8[b], pokes).items():
+            acc.response.setdefault(name, []).append(value)
         if keypoints[b] is not None:
             rows = _keypoint_rows(gt_u8[b, 0], videos, keypoints[b], pokes, pipeline.size)
             for method, error in rows.items():
@@ -286,6 +304,38 @@ def _evaluate_batch(
         acc.real.append(gt_u8)
         acc.generated.append(samples_u8[:, 0])
     return samples_u8, no_poke_u8
+
+
+def _background_response(
+    pipeline: Pipeline, shard_dir: str | Path, profile: EvalProfile, pokes: PokeParams, foreground: dict
+) -> dict[str, dict[str, float]] | MetricUnavailable:
+    """The first ``background_clips`` test clips with a background poke (target: the still clip), sampled as
+    the main pass samples; returns the response to foreground and background pokes side by side."""
+    if profile.background_clips == 0:
+        return MetricUnavailable(
+            "background_pokes",
+            "switched off (background_clips = 0)",
+            "Set evaluate.<profile>.background_clips > 0.",
+        )
+    params = pokes.model_copy(update={"background_prob": 1.0})
+    values: dict[str, list[float]] = {}
+    stream = batches(test_clips(shard_dir, profile, params), profile.batch_size, profile.background_clips)
+    for i, (batch, _) in enumerate(stream):
+        x0 = batch["video"][:, 0]
+        samples = float_to_uint8(_sample(pipeline, x0, batch["poke"], profile, profile.seed + i))
+        x0 = float_to_uint8(x0)
+        for b in range(len(x0)):
+            pokes_b = batch["poke_points"][b, : int(batch["n_pokes"][b])].double().numpy()
+            for name, value in _response(x0[b], samples[b], pokes_b).items():
+                values.setdefault(name, []).append(value)
+    return {
+        "foreground": {k: float(np.mean(v)) for k, v in foreground.items()},
+        "background": {k: float(np.mean(v)) for k, v in values.items()},
+        "n_clips": {
+            "foreground": len(foreground["point_motion"]),
+            "background": len(values["point_motion"]),
+        },
+    }
 
 
 def _keypoint_result(acc: _Accumulator) -> dict[str, np.ndarray] | MetricUnavailable:
@@ -398,8 +448,8 @@ def evaluate(
 ) -> EvaluationResults:
     """Run the whole protocol (see the module docstring) and return its results.
 
-    ``pokes``: the training loader's poke simulation (``loader.pokes``); its background share is replaced
-    by ``profile.background_prob``.
+    ``pokes``: the training loader's poke simulation (``loader.pokes``); the test clips get
+    ``profile.n_test_pokes`` foreground pokes each.
     """
     pokes = pokes or PokeParams()
     t0 = time.perf_counter()
@@ -415,7 +465,9 @@ def evaluate(
             yield clip
 
     n_batches = -(-profile.n_clips // profile.batch_size)
-    pokes = pokes.model_copy(update={"background_prob": profile.background_prob})
+    pokes = pokes.model_copy(
+        update={"background_prob": 0.0, "max_pokes": profile.n_test_pokes or pokes.max_pokes}
+    )
     stream = batches(remember(test_clips(shard_dir, profile, pokes)), profile.batch_size, profile.n_clips)
     for i, (batch, keypoints) in progress(enumerate(stream), desc="evaluate", total=n_batches, unit="batch"):
         check_compatible(pipeline, batch["video"], str(shard_dir))
@@ -468,6 +520,7 @@ def evaluate(
         ambiguity=ambiguity,
         ambiguity_error=ambiguity_label,
         kinematics=_kinematics(sampler, kept[: profile.kinematics.n_images], profile, pipeline.size),
+        poke_response=_background_response(pipeline, shard_dir, profile, pokes, acc.response),
         grids=grids,
         seconds=time.perf_counter() - t0,
     )

@@ -69,6 +69,8 @@ class EvaluationResults:
     keypoint_error: dict[str, np.ndarray] | MetricUnavailable  # CONTROL_METHODS -> (N,) px
     ambiguity: list[AmbiguityPoint] | MetricUnavailable
     ambiguity_error: str  # what the ambiguity error measures, with its unit
+    # {"foreground"|"background": {"point_motion": px, "frame_change": grey levels}, "n_clips": {...}}
+    poke_response: dict[str, dict[str, float]] | MetricUnavailable | None = None
     kinematics: list[KinematicsExample] = field(default_factory=list)
     grids: list[GridExample] = field(default_factory=list)
     seconds: float = 0.0
@@ -95,6 +97,7 @@ class EvaluationResults:
                 if isinstance(self.keypoint_error, MetricUnavailable)
                 else {m: _mean(self.keypoint_error[m]) for m in CONTROL_METHODS}
             ),
+            "poke_response": _response_summary(self.poke_response),
         }
 
     def per_clip(self) -> dict[str, list]:
@@ -117,7 +120,14 @@ class EvaluationResults:
     def not_computed(self) -> list[MetricUnavailable]:
         """Every metric of this run that was not computed, once each."""
         found: dict[str, MetricUnavailable] = {}
-        for value in (self.fvd, self.lpips, self.div_lpips, self.keypoint_error, self.ambiguity):
+        for value in (
+            self.fvd,
+            self.lpips,
+            self.div_lpips,
+            self.keypoint_error,
+            self.ambiguity,
+            self.poke_response,
+        ):
             if isinstance(value, MetricUnavailable):
                 found.setdefault(value.metric, value)
         return list(found.values())
@@ -126,6 +136,15 @@ class EvaluationResults:
 def not_computed(value: MetricUnavailable) -> dict[str, str]:
     """The short form kept in ``metrics.json``; how to get the metric is in the results and the report."""
     return {"status": "not computed", "reason": value.reason}
+
+
+def _response_summary(response: dict | MetricUnavailable | None) -> dict | None:
+    if response is None or isinstance(response, MetricUnavailable):
+        return None if response is None else not_computed(response)
+    return {
+        side: {name: _round(v) if isinstance(v, float) else v for name, v in values.items()}
+        for side, values in response.items()
+    }
 
 
 def _value(value: float | MetricUnavailable) -> float | dict[str, str]:

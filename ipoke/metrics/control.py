@@ -84,6 +84,12 @@ def control_error(x0: np.ndarray, video: np.ndarray, pokes: np.ndarray) -> np.nd
     return np.linalg.norm(end - (pokes[:, :2] + pokes[:, 2:]), axis=1)
 
 
+def point_motion(x0: np.ndarray, video: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """How far ``points`` ``(K, 2)`` of x0 are tracked to move by the last frame ``(K,)``, in pixels."""
+    trajectory = track_points(x0, video, points)
+    return np.linalg.norm(trajectory[-1] - trajectory[0], axis=1)
+
+
 def end_point_error(
     x0: np.ndarray, video: np.ndarray, points: np.ndarray, gt_end_points: np.ndarray
 ) -> np.ndarray:

@@ -5,6 +5,13 @@ whose hidden states all start at ``z`` and whose input is a learned constant unr
 2D ResNet decoder with spectral norm renders each state into a frame, its upsampling blocks followed by SPADE
 normalisation conditioned on ``x0``.
 
+Two options (off in the paper, on in the CPU demo) make motion cheap to learn for a small network trained
+for minutes: ``encoder_motion_input`` also feeds the encoder the differences ``x_t - x0`` (the clip's
+content, made explicit), and ``decoder_output: warp`` renders a frame as ``x0`` warped by a predicted
+backward flow, blended by a predicted mask with a predicted colour for what the warp cannot show
+(disocclusions). The warp decoder starts as the identity (zero flow, mask on the warp): at initialisation it
+copies ``x0``, and moving a part means predicting where its pixels come from rather than redrawing them.
+
 Channel lists are written for the largest resolution: an input of ``8 * 2**k`` pixels uses the first
 ``k + 1`` encoder widths and the last ``k + 1`` decoder widths (the reference code's convention: 64 px drops
 the last encoder and the first decoder entry of the 128 px lists).
@@ -15,10 +22,11 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
@@ -47,6 +55,11 @@ class AEConfig(Section):
     # Initial posterior log-variance, so that z starts as a near-deterministic sample (KL weight 1e-7 barely
     # moves it); the default conv init would start at log-variance ~0, i.e. unit noise on z.
     init_logvar: float = -10.0
+    encoder_motion_input: bool = False  # the encoder also sees x_t - x0 (paper: frames only)
+    decoder_output: Literal["rgb", "warp"] = "rgb"  # warp: x0 warped by a predicted flow (paper: rgb)
+    # warp only: flow, mask and colour are predicted at resolution / warp_stride and upsampled bilinearly
+    # (motion fields are smooth; skipping the full-resolution decoder layers makes a step much cheaper)
+    warp_stride: int = Field(1, ge=1)
 
     @property
     def n_stages(self) -> int:
@@ -59,6 +72,11 @@ class AEConfig(Section):
         if self.resolution % self.latent_size or k < 2 or k & (k - 1):
             raise ValueError(
                 f"resolution {self.resolution} must be latent_size {self.latent_size} times 2**k, k >= 1"
+            )
+        if self.warp_stride > 1 and (self.decoder_output != "warp" or 2**self.n_stages % self.warp_stride):
+            raise ValueError(
+                f"warp_stride {self.warp_stride} needs decoder_output: warp and must divide "
+                f"resolution / latent_size = {2**self.n_stages}"
             )
         need = self.n_stages + 1
         for name in ("enc_channels", "dec_channels"):
@@ -107,8 +125,9 @@ class VideoEncoder(nn.Module):
     def __init__(self, cfg: AEConfig):
         super().__init__()
         widths = cfg.enc_channels[: cfg.n_stages + 1]
+        self.motion_input = cfg.encoder_motion_input
         self.stem = nn.Sequential(
-            nn.Conv3d(3, widths[0], (3, 7, 7), (2, 2, 2), (1, 3, 3), bias=False),
+            nn.Conv3d(6 if self.motion_input else 3, widths[0], (3, 7, 7), (2, 2, 2), (1, 3, 3), bias=False),
             group_norm(widths[0], cfg.groups),
             nn.ReLU(),
         )
@@ -126,6 +145,8 @@ class VideoEncoder(nn.Module):
 
     def forward(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``video`` (B, T+1, 3, H, W) -> ``mu``, ``logvar`` (B, d, 8, 8)."""
+        if self.motion_input:
+            video = torch.cat([video, video - video[:, :1]], dim=2)
         h = self.stages(self.stem(video.transpose(1, 2))).mean(dim=2)
         return self.to_mu(h), self.to_logvar(h)
 
@@ -217,26 +238,65 @@ class Spade(nn.Module):
 
 
 class FrameDecoder(nn.Module):
-    """Latent state (d x 8 x 8) + start frame -> frame in [-1, 1]."""
+    """Latent state (d x 8 x 8) + start frame -> frame in [-1, 1]: drawn directly (``rgb``) or as ``x0``
+    warped by a predicted backward flow and blended with a predicted colour (``warp``)."""
+
+    WARP_CHANNELS = 6  # flow (2), mask logit (1), colour (3)
+    MASK_INIT = 4.0  # initial mask logit: sigmoid(4) = 0.98 of the frame comes from the warp
 
     def __init__(self, cfg: AEConfig):
         super().__init__()
         widths = cfg.dec_channels[-(cfg.n_stages + 1) :]
+        self.warp_stride = cfg.warp_stride
+        widths = widths[: len(widths) - int(math.log2(cfg.warp_stride))]  # stop at resolution / warp_stride
         self.head = DecoderBlock(cfg.z_dim, widths[0], upsample=False, cfg=cfg)
         self.ups = nn.ModuleList(
             DecoderBlock(c_in, c_out, upsample=True, cfg=cfg)
             for c_in, c_out in zip(widths[:-1], widths[1:], strict=True)
         )
         self.spades = nn.ModuleList(Spade(c, cfg) for c in widths[1:])
-        self.to_rgb = nn.Conv2d(widths[-1], 3, 3, 1, 1)
+        self.warp = cfg.decoder_output == "warp"
+        self.to_rgb = nn.Conv2d(widths[-1], self.WARP_CHANNELS if self.warp else 3, 3, 1, 1)
+        if self.warp:  # identity at initialisation: zero flow, mask on the warped x0
+            nn.init.zeros_(self.to_rgb.weight[:3])
+            nn.init.zeros_(self.to_rgb.bias)
+            nn.init.constant_(self.to_rgb.bias[2], self.MASK_INIT)
+            self.flow_unit = cfg.resolution / 16  # pixels per unit of the flow output
 
     def forward(self, states: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
         """``states`` (B, T, d, h, w), ``x0`` (B, 3, H, W) -> frames (B, T, 3, H, W)."""
+        return self.render(states, x0)[0]
+
+    def render(self, states: torch.Tensor, x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Frames (B, T, 3, H, W) and, for the warp decoder, the backward flows (B, T, 2, H, W) in pixels
+        that they sample x0 with (None for ``rgb``)."""
         b, t = states.shape[:2]
         h = self.head(states.flatten(0, 1))
         for up, spade in zip(self.ups, self.spades, strict=True):
             h = spade(up(h), x0)
-        return torch.tanh(self.to_rgb(F.elu(h))).unflatten(0, (b, t))
+        out = self.to_rgb(F.elu(h))
+        if not self.warp:
+            return torch.tanh(out).unflatten(0, (b, t)), None
+        if self.warp_stride > 1:
+            out = F.interpolate(out, size=x0.shape[-2:], mode="bilinear", align_corners=False)
+        flow, mask, colour = out[:, :2] * self.flow_unit, torch.sigmoid(out[:, 2:3]), torch.tanh(out[:, 3:])
+        warped = backward_warp(x0.repeat_interleave(t, 0), flow)
+        return (mask * warped + (1 - mask) * colour).unflatten(0, (b, t)), flow.unflatten(0, (b, t))
+
+
+def backward_warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """``image`` (N, C, H, W) sampled bilinearly at ``p + flow(p)`` (flow (N, 2, H, W) in pixels, x then y);
+    positions outside repeat the border."""
+    n, _, h, w = image.shape
+    ys, xs = torch.meshgrid(
+        torch.arange(h, device=image.device, dtype=image.dtype),
+        torch.arange(w, device=image.device, dtype=image.dtype),
+        indexing="ij",
+    )
+    x = (xs + flow[:, 0]) * (2 / w) + (1 / w - 1)  # pixel centres -> [-1, 1] (align_corners=False)
+    y = (ys + flow[:, 1]) * (2 / h) + (1 / h - 1)
+    grid = torch.stack([x, y], dim=-1)
+    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 # ------------------------------------------------------------------------------------------ autoencoder
@@ -266,10 +326,16 @@ class VideoAutoencoder(nn.Module):
 
         Returns ``(frames, mu, logvar)``.
         """
+        frames, mu, logvar, _ = self.reconstruct(video)
+        return frames, mu, logvar
+
+    def reconstruct(self, video: torch.Tensor):
+        """As ``forward``, plus the warp decoder's backward flows (B, T, 2, H, W) (None for ``rgb``)."""
         self.check_input(video)
         mu, logvar = self.encoder(video)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
-        return self.decode(z, video[:, 0]), mu, logvar
+        frames, flow = self.decoder.render(self.gru(z, self.cfg.n_frames), video[:, 0])
+        return frames, mu, logvar, flow
 
     def check_input(self, video: torch.Tensor) -> None:
         expected = (self.cfg.n_frames + 1, 3, self.cfg.resolution, self.cfg.resolution)

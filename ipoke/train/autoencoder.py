@@ -28,7 +28,13 @@ from ipoke.data.loader import LoaderParams, make_loader
 from ipoke.errors import IpokeError
 from ipoke.metrics.image import video_psnr, video_ssim
 from ipoke.metrics.videos import float_to_uint8
-from ipoke.models.autoencoder import AEConfig, VideoAutoencoder, kl_divergence, save_autoencoder
+from ipoke.models.autoencoder import (
+    AEConfig,
+    VideoAutoencoder,
+    backward_warp,
+    kl_divergence,
+    save_autoencoder,
+)
 from ipoke.models.discriminators import (
     DiscConfig,
     PatchDiscriminator,
@@ -64,6 +70,10 @@ class AELossConfig(Section):
     # background fills most of a frame and would otherwise dominate what the few latent channels learn.
     moving_weight: float = Field(1.0, ge=1.0)
     moving_threshold: float = Field(0.1, gt=0)
+    # Warp decoder only (not in the paper): the clip's estimated start->end flow u supervises the last
+    # frame's backward flow b, |b(p + u(p)) + u(p)| in pixels, moving pixels weighted by moving_weight. The
+    # photometric losses only pull a warp within about a pixel of the right place; this anchors the motion.
+    flow: float = Field(0.0, ge=0)
     perceptual: Literal["vgg19", "none"] = "vgg19"
     perceptual_weight: float = Field(10.0, ge=0)
     perceptual_weights: str | None = None  # VGG19 file; null: the torch hub cache
@@ -124,6 +134,15 @@ def pixel_losses(
         "l2": (pixel_weight * error.pow(2)).sum() / normaliser,
     }
     return terms, weights.l1 * terms["l1"] + weights.l2 * terms["l2"]
+
+
+def end_flow_error(backward: torch.Tensor, forward: torch.Tensor, moving_weight: float = 1.0) -> torch.Tensor:
+    """Mean |b(p + u(p)) + u(p)| (pixels) between a predicted backward flow ``b`` of the last frame and the
+    start->end flow ``u`` (both (B, 2, H, W)): zero when b maps every moved pixel back to where it came from.
+    Pixels that move at least a pixel weigh ``moving_weight``."""
+    error = (backward_warp(backward, forward) + forward).norm(dim=1)
+    weight = 1.0 + (moving_weight - 1.0) * (forward.norm(dim=1) >= 1.0).to(error.dtype)
+    return (weight * error).sum() / weight.sum()
 
 
 def frame_motion(frames: torch.Tensor) -> torch.Tensor:
@@ -190,7 +209,7 @@ class AutoencoderModule(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
         video = self._video(batch)
-        recon, mu, logvar = self.ae(video)
+        recon, mu, logvar, flow = self.ae.reconstruct(video)
         fake_clip = torch.cat([video[:, :1], recon], 1)
         optimizers = self.optimizers()
         opt_g = optimizers[0] if self.adversarial else optimizers
@@ -208,6 +227,9 @@ class AutoencoderModule(L.LightningModule):
             losses |= d_losses
         self.toggle_optimizer(opt_g)
         g_losses = self._generator_losses(video, recon, fake_clip, mu, logvar, real_features, pick)
+        if self.cfg.loss.flow > 0 and flow is not None:
+            g_losses["flow"] = end_flow_error(flow[:, -1], batch["flow"], self.cfg.loss.moving_weight)
+            g_losses["g_total"] = g_losses["g_total"] + self.cfg.loss.flow * g_losses["flow"]
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(g_losses["g_total"])
         opt_g.step()
