@@ -32,10 +32,12 @@ CHROMIUM_ARGS = [
     "--disable-quic",
 ]
 
-pytestmark = [
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
-    pytest.mark.timeout(180),
-]
+# The reason is what `make test` prints in its summary (pytest -ra) when the browser tests are skipped.
+NEEDS_CHROMIUM = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason=f"browser test: no Chromium at {CHROMIUM}; to run it, install it: apt-get install chromium",
+)
+pytestmark = [NEEDS_CHROMIUM, pytest.mark.timeout(180)]
 
 
 def png_bytes(image) -> bytes:

@@ -10,7 +10,7 @@ import re
 import shutil
 
 import pytest
-from test_app_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+from test_app_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, NEEDS_CHROMIUM
 from test_evaluation import (
     ShiftDouble,
     make_project,
@@ -72,7 +72,7 @@ def test_report_stage_writes_page_and_table_and_logs_them_to_the_parent_run(eval
     assert {"report/index.html", "report/table.md"} <= parent_run_artifacts(parent, "report")
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+@NEEDS_CHROMIUM
 @pytest.mark.timeout(180)
 def test_the_report_renders_in_chromium_without_requests(eval_dir, tmp_path):
     from playwright.sync_api import expect, sync_playwright
