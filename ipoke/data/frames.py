@@ -44,11 +44,16 @@ INDEX_COLUMNS = (
 )
 
 
+def clip_span(step: int) -> int:
+    """Source frames one clip spans: x0 and ``CLIP_LEN - 1`` more stored frames, ``step`` apart."""
+    return 1 + (CLIP_LEN - 1) * step
+
+
 class FramesParams(Section):
     size: int = Field(64, ge=8, description="stored frame height and width in pixels")
     resize: Literal["center_crop", "stretch"] = "center_crop"
     step: dict[str, int] = Field(
-        default_factory=lambda: {"synthetic": 2, "plants": 2, "taichi": 2, "iper": 1, "h36m": 2},
+        default_factory=lambda: {"synthetic": 2, "plants": 2, "taichi": 2, "iper": 1, "h36m": 8},
         description="temporal subsampling per dataset name (keep every step-th source frame)",
     )
     default_step: int = Field(1, ge=1, description="step for datasets not listed in `step` (e.g. folder)")
