@@ -6,10 +6,12 @@ The evaluation directory comes from the protocol run with the poke-following tes
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 
 import pytest
+from PIL import Image
 from test_app_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, NEEDS_CHROMIUM
 from test_evaluation import (
     ShiftDouble,
@@ -47,6 +49,21 @@ def test_the_page_embeds_everything_it_shows(eval_dir):
     assert len(references) == 5  # control, ambiguity, one kinematics map, two sample grids
     assert all(ref.startswith(("data:image/png;base64,", "data:image/gif;base64,")) for ref in references)
     assert not re.search(r"<link|<script|@import|url\(", page)
+
+
+def test_the_page_shows_the_data_quality_sheet(eval_dir, tmp_path):
+    sheet_dir = tmp_path / "data_quality"
+    sheet_dir.mkdir()
+    Image.new("RGB", (30, 20), (200, 10, 10)).save(sheet_dir / "sheet.png")
+    metrics = {"clips": 7, "pokes_on_changing": 0.93, "background_pokes_on_changing": 0.0,
+               "median_poke_px": 2.345, "still_clips": 0.25, "still_videos": 1}
+    details = {"skipped_by_reason": {"decode errors": 2}, "notes": {"v1": "source 127x53: upscaled"}}
+    (sheet_dir / "quality.json").write_text(json.dumps({"metrics": metrics, "details": details}))
+    page = build_report(eval_dir, data_quality=sheet_dir)
+    data = page[page.index("<h2>Data</h2>"):]
+    assert "<b>93%</b> of foreground pokes" in data and "median poke length <b>2.35 px</b>" in data
+    assert "still clips <b>25%</b>" in data and "decode errors 2" in data and "source 127x53" in data
+    assert data.count("data:image/png;base64,") == 1
 
 
 def test_missing_inputs_are_named(eval_dir, tmp_path):
