@@ -95,7 +95,7 @@ def test_poke_sample_and_see_the_videos_loop(served):
             expect(page.locator(".thumb")).to_have_count(3)
             expect(page.locator(".thumb.selected")).to_have_count(1)  # the first test frame is loaded
             expect(page.locator("#canvas-empty")).to_be_hidden()
-            expect(page.locator("#sample")).to_be_disabled()  # nothing to sample without a poke
+            expect(page.locator("#sample")).to_be_enabled()  # an image is enough: sampling without a poke
 
             box = page.locator("#canvas").bounding_box()
             drag(page, box, (0.25, 0.5), (0.6, 0.35))
