@@ -3,8 +3,9 @@
     ipoke sample --image img.png --poke 40,32,8,-4 [--poke ...] --n 5 --out samples.gif
 
 Pokes are ``x,y,dx,dy`` in the image's pixels (x right, y down): drag pixel (x, y) by (dx, dy). The image is
-centre-cropped to a square and resized to the model's size; the samples are shown side by side, upscaled,
-with an arrow per poke and a dot on its target. The format follows the extension of ``--out``.
+centre-cropped to a square (said on the terminal for a non-square image; pokes outside that square are
+refused in the image's coordinates) and resized to the model's size; the samples are shown side by side,
+upscaled, with an arrow per poke and a dot on its target. The format follows the extension of ``--out``.
 
 Kinematics transfer (paper 4.2): ``--transfer-from video.mp4`` takes the residual kinematics of the source
 video's first frames given the pokes (then in the video's pixels) and animates ``--image`` with them; the
@@ -126,6 +127,7 @@ def transfer(pipeline, args: argparse.Namespace, image: np.ndarray) -> tuple[lis
 def run(args: argparse.Namespace) -> int:
     from ipoke.app.cli import model_dir
     from ipoke.app.encode import display_factor
+    from ipoke.image_crop import check_pokes, crop_note
     from ipoke.sampling import PokePipeline
 
     if args.out.suffix.lower() not in FORMATS:
@@ -133,6 +135,10 @@ def run(args: argparse.Namespace) -> int:
     if args.n < 1 or args.step < 1:
         raise IpokeError("--n and --step must be at least 1")
     image = read_image(args.image)
+    note = crop_note(image.shape)
+    if note:
+        print(f"{args.image}: {note}")
+    check_pokes(image.shape, [] if args.transfer_from is not None else args.poke)
     pipeline = PokePipeline.load(model_dir(args.model), device=args.device)
     if args.transfer_from is not None:
         videos, pokes = transfer(pipeline, args, image)

@@ -30,6 +30,7 @@ from ipoke.atomic import atomic_path, write_text
 from ipoke.config import Section
 from ipoke.data.pokes import draw_patches
 from ipoke.errors import IpokeError
+from ipoke.image_crop import check_pokes
 from ipoke.metrics.videos import float_to_uint8, uint8_to_float
 from ipoke.models.autoencoder import VideoAutoencoder, load_autoencoder, save_autoencoder
 from ipoke.models.cinn import CINN, CINNConfig
@@ -273,7 +274,11 @@ class PokePipeline:
         return torch.from_numpy(draw_patches(points, (self.size, self.size), self.config.patch_size))
 
     def model_pokes(self, image: np.ndarray, pokes: Sequence[Sequence[float]]) -> np.ndarray:
-        """Pokes in ``image`` pixels -> (K, 4) pokes in model pixels (after the centre crop and resize)."""
+        """Pokes in ``image`` pixels -> (K, 4) pokes in model pixels (after the centre crop and resize).
+
+        Pokes outside the centre square are refused with the image's own coordinates (:func:`check_pokes`).
+        """
+        check_pokes(np.shape(image), pokes)
         _, scale, (left, top) = model_view(image, self.size)
         points = np.asarray(pokes, np.float64).reshape(-1, 4)
         shift = np.array([left, top, 0.0, 0.0])

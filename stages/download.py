@@ -1,7 +1,8 @@
 """DVC stage ``download``: put a dataset's videos under data/raw/<dataset>/ with a manifest.
 
 Outs: ``data/raw/<dataset>/`` (videos, ``manifest.parquet``, ``skipped.csv``) and
-``metrics/download.json`` (counts).
+``metrics/download.json`` (counts). Reads ``extract_frames.step`` too: a video needs the frames of one
+clip at its dataset's step.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from pathlib import Path
 import pandas as pd
 
 from ipoke.atomic import atomic_path
+from ipoke.config import load_section
 from ipoke.data import manifest, sources
+from ipoke.data.frames import FramesParams
 from ipoke.data.sources.params import DownloadParams
 from ipoke.stage import main_guard, run_stage
 
@@ -20,8 +23,9 @@ def main() -> None:
     with run_stage("download", DownloadParams) as st:
         out = Path("data/raw") / st.dataset
         source = sources.load(st.params.source)
+        frame_step = load_section("extract_frames", FramesParams).step_for(st.dataset)
         with atomic_path(out, directory=True) as tmp:
-            result = source.build(st.params, tmp)
+            result = source.build(st.params, tmp, frame_step=frame_step)
             manifest.write(result.manifest, tmp)
             skipped = pd.DataFrame([vars(s) for s in result.skipped], columns=["path", "reason"])
             skipped.to_csv(tmp / "skipped.csv", index=False)

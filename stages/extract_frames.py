@@ -23,10 +23,16 @@ def main() -> None:
         seconds = time.perf_counter() - t0
         for row in result.skipped.itertuples(index=False):
             print(f"skipped {row.path}: {row.reason}")
+        index = result.index
+        for row in index[index["still"] | (index["note"] != "")].itertuples(index=False):
+            still = f"still: only {row.moving_share:.2%} of the pixels change" if row.still else ""
+            print(f"note {row.video_id}: {'; '.join(n for n in (still, row.note) if n)}")
         st.write_metrics(
             "metrics/extract_frames.json",
             {
                 "videos": len(result.index),
+                "videos_still": int(index["still"].sum()),
+                "videos_noted": int((index["note"] != "").sum()),
                 "skipped": len(result.skipped),
                 "frames": result.frames,
                 "seconds": round(seconds, 3),

@@ -1,7 +1,8 @@
 """DVC stage ``report``: one self-contained HTML page of the evaluation, plus its tables as Markdown.
 
-Deps: ``outputs/<dataset>/eval/``. Outs: ``reports/<dataset>/`` (``index.html``, ``table.md``). Both are
-logged to the stage's MLflow run and to the pipeline's parent run.
+Deps: ``outputs/<dataset>/eval/`` and ``outputs/<dataset>/data_quality/`` (the data sheet and its numbers).
+Outs: ``reports/<dataset>/`` (``index.html``, ``table.md``). Both are logged to the stage's MLflow run and to
+the pipeline's parent run.
 """
 
 from __future__ import annotations
@@ -18,7 +19,11 @@ from ipoke.stage import main_guard, run_stage
 def main() -> None:
     with run_stage("report", ReportParams) as st:
         results, out = Path("outputs") / st.dataset / "eval", Path("reports") / st.dataset
-        page = build_report(results, st.params.title, st.params.max_grids)
+        data_quality = Path("outputs") / st.dataset / "data_quality"
+        if not data_quality.is_dir():
+            print(f"report: no data-quality sheet at {data_quality} (dvc repro data_quality); left out")
+        sheet_dir = data_quality if data_quality.is_dir() else None
+        page = build_report(results, st.params.title, st.params.max_grids, sheet_dir)
         with atomic.atomic_path(out, directory=True) as tmp:
             (tmp / "index.html").write_text(page)
             shutil.copyfile(results / "tables.md", tmp / "table.md")

@@ -59,7 +59,7 @@ class ShiftPipeline:
     def _videos(self, image, pokes, n, seed, temperature):
         start = model_view(image, self.size)
         scale = self.size / min(image.shape[:2])
-        _, _, dx, dy = pokes[0]
+        _, _, dx, dy = pokes[0] if pokes else (0.0, 0.0, 0.0, 0.0)  # no poke: the still image
         gains = 1.0 + 0.3 * temperature * np.random.default_rng(seed).standard_normal(n)
         out = np.empty((n, self.n_frames, self.size, self.size, 3), np.uint8)
         for i, gain in enumerate(gains):

@@ -114,7 +114,9 @@ def test_upload_is_centre_cropped_to_the_square_the_model_sees(client):
     assert response.status_code == 201, response.text
     body = response.json()
     assert (body["width"], body["height"]) == (40, 40)
+    assert body["crop"] == "image 60x40: using its centre 40x40 square (x 10..49)"  # the page shows it
     np.testing.assert_array_equal(iio.imread(client.get(body["url"]).content), image[:, 10:50])
+    assert upload(client, gradient_image(40, 40, hue=30)).json()["crop"] == ""
 
 
 def test_large_upload_is_shrunk_to_the_stored_side(pipeline):
@@ -235,7 +237,6 @@ def test_continue_registers_the_last_frame_as_a_new_image(client, pipeline):
     ("pokes", "extra", "status", "message"),
     [
         ([(10, 12, 6, -3)] * 6, {}, 422, "6 pokes given; the model takes at most 5"),
-        ([], {}, 422, "pokes: List should have at least 1 item"),
         ([(48, 10, -5, 0)], {}, 422, "poke 1: start (48, 10) lies outside the 48x48 image"),
         ([(10, 10, 2, 2), (40, 10, 10, 0)], {}, 422, "poke 2: target (50, 10) lies outside the 48x48 image"),
         ([(-1, 10, 5, 0)], {}, 422, "poke 1: start (-1, 10)"),
@@ -252,6 +253,14 @@ def test_bad_sample_requests_get_clear_errors(client, pipeline, pokes, extra, st
     assert response.status_code == status, response.text
     assert message in response.json()["detail"]
     assert not pipeline.calls
+
+
+def test_sampling_without_a_poke_is_allowed_as_in_the_api(client, pipeline):
+    image_id = client.get("/api/frames").json()[0]["id"]
+    for body in ({"image_id": image_id, "n_samples": 1}, {"image_id": image_id, "pokes": [], "n_samples": 1}):
+        response = client.post("/api/samples", json=body)
+        assert response.status_code == 200, response.text
+        assert pipeline.calls[-1]["pokes"] == []
 
 
 def test_malformed_json_and_unknown_images(client):

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
 from pathlib import PurePosixPath
 from types import SimpleNamespace
 
+import imageio_ffmpeg
 import pytest
-from tiny_videos import write_garbage, write_video
+from tiny_videos import cut, flip_bytes, write_garbage, write_textured, write_video
 
 from ipoke.config import ParamsError, parse_section
 from ipoke.data import manifest
@@ -17,11 +19,11 @@ from ipoke.data.video import sha256
 from ipoke.errors import IpokeError
 
 
-def build(tmp_path, **params):
+def build(tmp_path, frame_step=2, **params):
     out = tmp_path / "out"
     out.mkdir(parents=True, exist_ok=True)
     section = parse_section("download.folder", params, folder.Params)
-    return folder.build(SimpleNamespace(folder=section), out), out
+    return folder.build(SimpleNamespace(folder=section), out, frame_step=frame_step), out
 
 
 @pytest.fixture
@@ -58,8 +60,9 @@ def test_manifest_rows_and_skipped_files(tmp_path, videos):
     assert m[folder.TEST_FROM_FRAME].isna().all()
     reasons = {PurePosixPath(s.path).name: s.reason for s in result.skipped}
     assert set(reasons) == {"broken.mp4", "short.mp4"}
-    assert reasons["broken.mp4"].startswith("not a readable video")
-    assert reasons["short.mp4"] == "too short: 8 frames, a clip needs at least 21"
+    assert reasons["broken.mp4"].startswith("not a video: ")
+    step2 = "a clip is x0 + 10 frames at frame step 2"
+    assert reasons["short.mp4"] == f"too short: 8 frames, needs at least 21 ({step2})"
 
 
 @pytest.mark.parametrize("link", ["hardlink", "copy", "symlink"])
@@ -176,5 +179,65 @@ def test_nothing_usable_lists_the_reasons(tmp_path):
         build(tmp_path, path=str(root))
     text = str(info.value)
     assert "no usable videos" in text
-    assert "a.mp4: not a readable video" in text
+    assert "a.mp4: not a video" in text
     assert "b.mp4: too short: 5 frames" in text
+
+
+def test_min_frames_follows_the_frame_step(tmp_path):
+    """A clip is x0 + 10 frames at the dataset's step: 11 frames at step 1 (folders), 21 at step 2."""
+    root = tmp_path / "videos"
+    write_video(root / "eleven.mp4", 11)
+    write_video(root / "ten.mp4", 10)
+    result, _ = build(tmp_path / "step1", frame_step=1, path=str(root))
+    assert result.manifest["path"].tolist() == ["videos/eleven.mp4"]
+    assert [s.reason for s in result.skipped] == [
+        "too short: 10 frames, needs at least 11 (a clip is x0 + 10 frames at frame step 1)"
+    ]
+    write_video(root / "twelve.mp4", 12)
+    explicit, _ = build(tmp_path / "explicit", frame_step=1, path=str(root), min_frames=12)
+    assert explicit.manifest["path"].tolist() == ["videos/twelve.mp4"]
+    reasons = sorted(s.reason for s in explicit.skipped)
+    assert reasons == [
+        "too short: 10 frames, needs at least 12 (download.folder.min_frames is 12)",
+        "too short: 11 frames, needs at least 12 (download.folder.min_frames is 12)",
+    ]
+
+
+def test_identical_videos_are_kept_once_and_listed(tmp_path):
+    """The same video under another name, or remuxed into another container, would leak across splits."""
+    root = tmp_path / "videos"
+    original = write_video(root / "a" / "take.mp4", 21)
+    copy = root / "b" / "copy.mp4"
+    copy.parent.mkdir()
+    copy.write_bytes(original.read_bytes())
+    remuxed = root / "c" / "take.mkv"
+    remuxed.parent.mkdir()
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    subprocess.run([ffmpeg, "-v", "error", "-i", str(original), "-c", "copy", str(remuxed)], check=True)
+    write_video(root / "d" / "other.mp4", 21)
+    result, _ = build(tmp_path, path=str(root), split={"rule": "by_object_hash", "test_fraction": 0.5})
+    assert result.manifest["path"].tolist() == ["videos/a/take.mp4", "videos/d/other.mp4"]
+    reasons = {PurePosixPath(s.path).name: s.reason for s in result.skipped}
+    assert reasons == {
+        "copy.mp4": f"duplicate: same file content as {original}, which is kept",
+        "take.mkv": f"duplicate: same decoded frames as {original}, which is kept",
+    }
+
+
+def test_every_broken_file_gets_its_own_reason(tmp_path):
+    root = tmp_path / "videos"
+    (root / "empty.mp4").parent.mkdir(parents=True)
+    (root / "empty.mp4").write_bytes(b"")
+    write_garbage(root / "notes.mp4")
+    cut(write_textured(root / "unfinished.mp4"), 0.5)
+    flip_bytes(write_textured(root / "flipped.mp4", seed=2))
+    write_video(root / "good.mp4", 21)
+    result, _ = build(tmp_path, path=str(root))
+    assert result.manifest["path"].tolist() == ["videos/good.mp4"]
+    kinds = {PurePosixPath(s.path).name: s.reason.split(":")[0] for s in result.skipped}
+    assert kinds == {
+        "empty.mp4": "empty file",
+        "notes.mp4": "not a video",
+        "unfinished.mp4": "truncated container",
+        "flipped.mp4": "decode errors",
+    }

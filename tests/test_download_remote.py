@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import itertools
 import json
 import math
 import shutil
@@ -26,6 +27,7 @@ from tiny_videos import write_video
 
 from ipoke.config import parse_section
 from ipoke.data import manifest
+from ipoke.data.frames import FramesParams
 from ipoke.data.sources import datasets, folder, remote
 from ipoke.errors import IpokeError
 
@@ -314,11 +316,16 @@ def build(tmp_path, source, **overrides):
     out = tmp_path / "raw"
     out.mkdir(exist_ok=True)
     params = SimpleNamespace(source=source, remote=remote_params(tmp_path, **overrides))
-    return datasets.build(params, out), out
+    step = FramesParams().step_for(source)
+    return datasets.build(params, out, frame_step=step), out
+
+
+VIDEO_NAMES = itertools.count()
 
 
 def video_bytes(tmp_path, n_frames):
-    return write_video(tmp_path / "src" / f"{n_frames}.mp4", n_frames).read_bytes()
+    """A different video on every call (identical videos would be ingested once)."""
+    return write_video(tmp_path / "src" / f"{next(VIDEO_NAMES)}.mp4", n_frames).read_bytes()
 
 
 @pytest.fixture
@@ -354,7 +361,7 @@ def test_plants_from_the_authors_share(server, tmp_path, plants_share):
     assert (m["split"] == "train").all()
     assert m.loc["VID_0_2", folder.TEST_FROM_FRAME] == math.floor(0.8 * 30)
     assert [(Path(s.path).name, s.reason) for s in result.skipped] == [
-        ("VID_7_2.mp4", "too short: 9 frames, a clip needs at least 21")
+        ("VID_7_2.mp4", "too short: 9 frames, needs at least 21 (a clip is x0 + 10 frames at frame step 2)")
     ]
     record = json.loads((out / "downloads.json").read_text())
     assert record == [

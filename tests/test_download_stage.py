@@ -88,8 +88,10 @@ def test_stage_on_a_folder_of_videos(tmp_path, tracking_uri):
     skipped = pd.read_csv(raw / "skipped.csv")
     reasons = dict(zip(skipped["path"].map(lambda p: Path(p).name), skipped["reason"], strict=True))
     assert set(reasons) == {"corrupt.mp4", "short.mp4"}
-    assert reasons["corrupt.mp4"].startswith("not a readable video")
-    assert reasons["short.mp4"] == "too short: 6 frames, a clip needs at least 21"
+    assert reasons["corrupt.mp4"].startswith("not a video: no video container signature")
+    # a folder dataset keeps every frame (extract_frames.default_step: 1): one clip is 11 frames
+    step1 = "a clip is x0 + 10 frames at frame step 1"
+    assert reasons["short.mp4"] == f"too short: 6 frames, needs at least 11 ({step1})"
     assert "skipped" in done.stdout and "corrupt.mp4" in done.stdout
 
     metrics = json.loads((project / "metrics" / "download.json").read_text())

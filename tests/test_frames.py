@@ -15,7 +15,17 @@ import pandas as pd
 import pytest
 
 from ipoke.data import manifest
-from ipoke.data.frames import CLIP_LEN, FramesParams, Geometry, clip_table, extract, read_index, resize_flow
+from ipoke.data.frames import (
+    CLIP_LEN,
+    FramesParams,
+    Geometry,
+    clip_table,
+    decode_size,
+    extract,
+    read_index,
+    resize_flow,
+    size_note,
+)
 from ipoke.errors import IpokeError
 
 SQUARE = 16
@@ -163,3 +173,59 @@ def test_clip_table_uses_video_split_and_test_from_frame():
     b = clips[clips["video_id"] == "b"]
     assert list(b["start"]) == [0] and list(b["split"]) == ["train"]
     assert clips["clip_id"].is_unique
+
+
+def single_video_dataset(root: Path, frames: np.ndarray) -> Path:
+    raw = root / "raw"
+    write_video(raw / "videos/v.mp4", frames)
+    h, w = frames.shape[1:3]
+    manifest.write(pd.DataFrame([{"video_id": "v", "path": "videos/v.mp4", "object_id": "v", "split": "train",
+                                  "fps": 10.0, "n_frames": len(frames), "width": w, "height": h,
+                                  "sha256": ""}]), raw)
+    return raw
+
+
+def test_still_videos_are_flagged_despite_camera_noise(tmp_path):
+    rng = np.random.default_rng(0)
+    scene = textured(rng, (48, 64), 1.0)
+    noisy = np.clip(scene[None] + rng.normal(0, 3, (24, 48, 64, 3)), 0, 255).astype(np.uint8)
+    for name, frames, still in (("still", noisy, True), ("moving", square_frames(24, (1, 0)), False)):
+        out = tmp_path / name / "frames"
+        out.mkdir(parents=True)
+        raw = single_video_dataset(tmp_path / name, frames)
+        index = extract(raw, out, FramesParams(size=32), "toy").index
+        assert bool(index.loc[0, "still"]) is still, index.loc[0, "moving_share"]
+    assert index.loc[0, "moving_share"] > 0.05
+
+
+def test_odd_sizes_are_noted():
+    assert size_note((53, 127), 64, "center_crop") == (
+        "source 127x53: its centre 53x53 square is upscaled 1.21x to 64x64; "
+        "source 127x53: the centre crop keeps 42% of each frame"
+    )
+    assert size_note((48, 64), 32, "center_crop") == ""
+    assert size_note((20, 30), 32, "stretch") == "source 30x20: it is upscaled 1.60x to 32x32"
+
+
+def test_small_source_gets_its_note_in_the_index(tmp_path):
+    out = tmp_path / "frames"
+    out.mkdir()
+    raw = single_video_dataset(tmp_path, square_frames(12, (1, 0), size=(32, 64)))
+    index = extract(raw, out, FramesParams(size=40), "toy").index
+    assert index.loc[0, "note"] == "source 64x32: its centre 32x32 square is upscaled 1.25x to 40x40"
+
+
+def test_large_sources_are_decoded_at_a_bounded_size(tmp_path):
+    """decord scales while decoding: at most twice the stored size, so a 4K frame never exists in full."""
+    assert decode_size((2160, 3840), 64, "center_crop") == (128, 228)
+    assert decode_size((2160, 3840), 64, "stretch") == (128, 128)
+    assert decode_size((128, 128), 64, "center_crop") == (128, 128)  # the synthetic default: as it is
+    source = square_frames(12, (1, 0), size=(240, 320))
+    raw = single_video_dataset(tmp_path, source)
+    out = tmp_path / "frames"
+    out.mkdir()
+    index = extract(raw, out, FramesParams(size=32), "toy").index
+    assert (index.loc[0, "src_height"], index.loc[0, "src_width"]) == (240, 320)  # the source's own size
+    frames = np.load(out / index.loc[0, "file"])
+    expected = Geometry.fit((240, 320), 32, "center_crop").image(source[0])
+    assert np.abs(frames[0].astype(np.float32) - expected).mean() < 6.0

@@ -1,8 +1,8 @@
 """The whole DAG on a tiny config: `ipoke repro` in a fresh project, then a no-op rerun.
 
 This is the integration test of the product: every stage runs for real (synthetic world -> frames -> flow ->
-shards -> AE -> encoders -> cINN -> evaluation -> report), each logs a child MLflow run under one parent run,
-and the trained pipeline it leaves behind samples videos.
+shards -> data quality, AE -> encoders -> cINN -> evaluation -> report), each logs a child MLflow run under
+one parent run, and the trained pipeline it leaves behind samples videos.
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ STAGES = [
     "extract_frames",
     "estimate_flow",
     "shard",
+    "data_quality",
     "train_ae",
     "train_encoders",
     "train_cinn",
@@ -121,6 +122,7 @@ def test_whole_dag_runs_tracks_and_samples(project):
     assert metrics["download"]["videos"] == 4 and metrics["download"]["skipped"] == 0
     assert np.isfinite(metrics["train_cinn"]["test_nll_bpd"])
     assert (project / "reports" / "synthetic" / "index.html").stat().st_size > 10_000
+    assert "<h2>Data</h2>" in (project / "reports" / "synthetic" / "index.html").read_text()
 
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["ipoke-synthetic"], output_format="list")

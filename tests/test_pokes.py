@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from test_shards import read_tar, synthetic_pipeline
 
+from ipoke.data.motion_evidence import motion_evidence
 from ipoke.data.pokes import (
     PokeParams,
     background_candidates,
@@ -107,20 +108,23 @@ def synthetic_samples(tmp_path_factory):
             gt_flow = npy_load(sample["gt_flow.npy"]).astype(np.float32)
             if np.linalg.norm(gt_flow, axis=0).max() >= 1.0:  # clips in which the object moves
                 flow = npy_load(sample["flow.npy"]).astype(np.float32)
-                yield json.loads(sample["meta.json"]), flow, gt_flow, npy_load(sample["mask.npy"])
+                frames = npy_load(sample["frames.npy"])
+                yield json.loads(sample["meta.json"]), flow, gt_flow, npy_load(sample["mask.npy"]), frames
 
 
-def poke_statistics(samples, use_gt_flow: bool, params: PokeParams, draws: int = 40):
+def poke_statistics(samples, use_gt_flow: bool, params: PokeParams, draws: int = 40, evidence: bool = False):
     """Share of foreground pokes on moving object pixels and of background pokes on static pixels.
 
     GT flow is computed from the GT part masks and is exactly zero off the object, so at stored resolution
-    a non-zero GT displacement marks a pixel covered by a moving object part."""
+    a non-zero GT displacement marks a pixel covered by a moving object part. ``evidence``: pass the
+    clips' motion evidence, as the loader does."""
     fg, bg = [], []
-    for meta, flow, gt_flow, mask in samples:
+    for meta, flow, gt_flow, mask, frames in samples:
         moving = np.linalg.norm(gt_flow, axis=0) > 0.05
         rng = np.random.default_rng(len(meta["clip_id"]))
+        ev = motion_evidence(frames) if evidence else None
         for _ in range(draws):
-            pokes = sample_pokes(gt_flow if use_gt_flow else flow, rng, params, mask)
+            pokes = sample_pokes(gt_flow if use_gt_flow else flow, rng, params, mask, ev)
             hits = [moving[int(y), int(x)] != pokes.background for x, y in pokes.points[: pokes.n, :2]]
             (bg if pokes.background else fg).extend(hits)
     return float(np.mean(fg)), float(np.mean(bg)), len(fg), len(bg)
@@ -149,7 +153,18 @@ def test_synthetic_pokes_from_estimated_flow_concentrate_on_the_object(samples):
     """Without the GT mask, DIS flow at 64 px smears thin moving parts into their surroundings, so fewer
     pokes hit moving object pixels; they still do several times more often than chance."""
     fg, bg, _, _ = poke_statistics(samples, use_gt_flow=False, params=PokeParams(background_prob=0.25))
-    object_share = np.mean([(np.linalg.norm(g, axis=0) > 0.05).mean() for _, _, g, _ in samples])
+    object_share = np.mean([(np.linalg.norm(g, axis=0) > 0.05).mean() for _, _, g, _, _ in samples])
     print(f"DIS flow: {fg:.1%} foreground pokes on moving object pixels (object share {object_share:.1%}), "
           f"{bg:.1%} background pokes static")
     assert fg >= 4 * object_share and bg >= 0.95
+
+
+def test_synthetic_pokes_with_motion_evidence_and_no_mask(samples):
+    """The loader's default without ground truth: DIS flow plus the clip's motion evidence. It must not
+    do worse than the flow alone where the flow is good, and it keeps background pokes static."""
+    params = PokeParams(background_prob=0.25)
+    flow_fg, flow_bg, _, _ = poke_statistics(samples, use_gt_flow=False, params=params)
+    fg, bg, n_fg, n_bg = poke_statistics(samples, use_gt_flow=False, params=params, evidence=True)
+    print(f"DIS flow: {flow_fg:.1%} foreground pokes on moving object pixels -> {fg:.1%} with motion "
+          f"evidence; background pokes static {flow_bg:.1%} -> {bg:.1%} ({n_fg} fg, {n_bg} bg)")
+    assert fg >= flow_fg and bg >= 0.95

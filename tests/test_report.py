@@ -6,11 +6,13 @@ The evaluation directory comes from the protocol run with the poke-following tes
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 
 import pytest
-from test_app_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+from PIL import Image
+from test_app_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, NEEDS_CHROMIUM
 from test_evaluation import (
     ShiftDouble,
     make_project,
@@ -49,6 +51,21 @@ def test_the_page_embeds_everything_it_shows(eval_dir):
     assert not re.search(r"<link|<script|@import|url\(", page)
 
 
+def test_the_page_shows_the_data_quality_sheet(eval_dir, tmp_path):
+    sheet_dir = tmp_path / "data_quality"
+    sheet_dir.mkdir()
+    Image.new("RGB", (30, 20), (200, 10, 10)).save(sheet_dir / "sheet.png")
+    metrics = {"clips": 7, "pokes_on_changing": 0.93, "background_pokes_on_changing": 0.0,
+               "median_poke_px": 2.345, "still_clips": 0.25, "still_videos": 1}
+    details = {"skipped_by_reason": {"decode errors": 2}, "notes": {"v1": "source 127x53: upscaled"}}
+    (sheet_dir / "quality.json").write_text(json.dumps({"metrics": metrics, "details": details}))
+    page = build_report(eval_dir, data_quality=sheet_dir)
+    data = page[page.index("<h2>Data</h2>"):]
+    assert "<b>93%</b> of foreground pokes" in data and "median poke length <b>2.35 px</b>" in data
+    assert "still clips <b>25%</b>" in data and "decode errors 2" in data and "source 127x53" in data
+    assert data.count("data:image/png;base64,") == 1
+
+
 def test_missing_inputs_are_named(eval_dir, tmp_path):
     with pytest.raises(IpokeError, match="results.json: no evaluation results; run the evaluate stage"):
         build_report(tmp_path)
@@ -72,7 +89,7 @@ def test_report_stage_writes_page_and_table_and_logs_them_to_the_parent_run(eval
     assert {"report/index.html", "report/table.md"} <= parent_run_artifacts(parent, "report")
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+@NEEDS_CHROMIUM
 @pytest.mark.timeout(180)
 def test_the_report_renders_in_chromium_without_requests(eval_dir, tmp_path):
     from playwright.sync_api import expect, sync_playwright

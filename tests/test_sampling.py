@@ -115,8 +115,14 @@ def test_bad_pokes_and_images_are_refused(saved):
     image = gradient_image(SIZE, SIZE)
     with pytest.raises(IpokeError, match="6 pokes given; this model takes at most 5"):
         pipeline.sample(image, [(1, 1, 1, 1)] * 6, 1, 0)
-    with pytest.raises(IpokeError, match="outside the 32 px frame"):
-        pipeline.sample(gradient_image(32, 64), [(2, 5, 1, 1)], 1, 0)  # left of the centre crop
+    with pytest.raises(IpokeError) as info:  # left of the centre crop: said in the image's own pixels
+        pipeline.sample(gradient_image(32, 64), [(2, 5, 1, 1)], 1, 0)
+    assert str(info.value) == (
+        "poke 1: start (2, 5) lies outside the part of the image the model sees (image 64x32: using its "
+        "centre 32x32 square (x 16..47); x 16..47, y 0..31)"
+    )
+    with pytest.raises(IpokeError, match=r"poke 2: target \(20, 40\) lies outside"):
+        pipeline.sample(gradient_image(48, 32), [(5, 20, 1, 1), (10, 30, 10, 10)], 1, 0)
     with pytest.raises(IpokeError, match="uint8 RGB"):
         pipeline.sample(image.astype(np.float32), [], 1, 0)
     with pytest.raises(ValueError, match="poke map must be"):
@@ -184,6 +190,19 @@ def test_cli_writes_a_gif_of_the_samples_with_the_pokes_drawn(saved, tmp_path):
     for k in range(3):
         r, g, b = (int(v) for v in frames[5][2 * 6, k * 64 + 2 * 18])
         assert r > 180 and g < 120 and b < 120
+
+
+def test_cli_states_the_crop_and_checks_pokes_in_the_image_pixels(saved, tmp_path, capsys):
+    _, directory, _ = saved
+    image = tmp_path / "wide.png"
+    Image.fromarray(gradient_image(128, 200)).save(image)
+    base = ["sample", "--image", str(image), "--model", str(directory), "--n", "1"]
+    assert cli_main([*base, "--poke", "100,64,10,0", "--out", str(tmp_path / "ok.gif")]) == 0
+    assert f"{image}: image 200x128: using its centre 128x128 square (x 36..163)" in capsys.readouterr().out
+    assert cli_main([*base, "--poke", "20,64,10,0", "--out", str(tmp_path / "no.gif")]) == 2
+    err = capsys.readouterr().err
+    assert "poke 1: start (20, 64) lies outside the part of the image the model sees" in err
+    assert "x 36..163, y 0..127" in err
 
 
 def test_cli_writes_mp4_and_transfers_kinematics(saved, tmp_path):

@@ -16,16 +16,17 @@ JSON API (interactive reference with schemas at ``/docs``; every error is ``{"de
 ``POST /api/images``
     Upload an image as the raw request body (``Content-Type: image/png``, ``image/jpeg`` or ``image/webp``;
     e.g. ``curl --data-binary @cat.jpg -H 'Content-Type: image/jpeg' .../api/images``). It is centre-cropped
-    to a square (what the model sees) and returned as ``{id, name, width, height, url}``. Errors: 413 too
-    large (bytes or pixels), 415 not a PNG/JPEG/WebP, 422 too small.
+    to a square (what the model sees) and returned as ``{id, name, width, height, url, crop}``; ``crop`` says
+    what was kept of a non-square image (``"image 200x128: using its centre 128x128 square (x 36..163)"``).
+    Errors: 413 too large (bytes or pixels), 415 not a PNG/JPEG/WebP, 422 too small.
 ``GET /api/images/{id}.png``
     An uploaded or test image, as the model sees it.
 ``POST /api/samples``
     ``{"image_id": str, "pokes": [{"x", "y", "dx", "dy"}], "n_samples": int, "seed": int,
-    "temperature": float}``; pokes in the image's pixel coordinates (x right, y down), 1 to ``max_pokes``
-    of them, start and target inside the image. Waits for the videos and returns ``{id, image_id, seed,
-    n_samples, n_frames, fps, elapsed_s, videos: [{id, sample, gif_url, mp4_url}]}``. Errors: 404 unknown
-    image, 422 bad input, 503 queue full (with ``Retry-After``).
+    "temperature": float}``; pokes in the image's pixel coordinates (x right, y down), 0 to ``max_pokes``
+    of them (none: the unpoked object), start and target inside the image. Waits for the videos and
+    returns ``{id, image_id, seed, n_samples, n_frames, fps, elapsed_s, videos: [{id, sample, gif_url,
+    mp4_url}]}``. Errors: 404 unknown image, 422 bad input, 503 queue full (with ``Retry-After``).
 ``GET /api/videos/{id}.gif`` and ``GET /api/videos/{id}.mp4``
     One sampled video with its pokes drawn, upscaled for display: a looping GIF or H.264 MP4.
 ``POST /api/videos/{id}/continue``
@@ -55,6 +56,7 @@ from ipoke.app.jobs import JobQueue, QueueFull
 from ipoke.app.settings import AppSettings
 from ipoke.app.store import LruStore, is_valid_id
 from ipoke.errors import IpokeError
+from ipoke.image_crop import crop_note
 from ipoke.viz import POKE_COLORS, Poke, draw_pokes, hex_color
 
 log = logging.getLogger("ipoke.app")
@@ -79,6 +81,7 @@ class StoredImage:
     name: str
     pixels: np.ndarray  # uint8 (S, S, 3)
     png: bytes
+    crop: str = ""  # how the upload became this square (ipoke.image_crop.crop_note), "" if it was square
 
 
 @dataclass
@@ -100,7 +103,7 @@ class PokeIn(BaseModel):
 class SampleRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     image_id: str
-    pokes: Annotated[list[PokeIn], Field(min_length=1)]
+    pokes: list[PokeIn] = Field(default_factory=list, description="none: sample the unpoked object")
     n_samples: Annotated[int, Field(ge=1)] = 4
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
     temperature: Annotated[float, Field(gt=0.0, le=2.0)] = 1.0
@@ -112,6 +115,7 @@ class ImageOut(BaseModel):
     width: int
     height: int
     url: str
+    crop: str = ""
 
 
 class VideoOut(BaseModel):
@@ -133,7 +137,9 @@ class SampleOut(BaseModel):
 
 def _image_out(key: str, image: StoredImage) -> ImageOut:
     height, width = image.pixels.shape[:2]
-    return ImageOut(id=key, name=image.name, width=width, height=height, url=f"/api/images/{key}.png")
+    return ImageOut(
+        id=key, name=image.name, width=width, height=height, url=f"/api/images/{key}.png", crop=image.crop
+    )
 
 
 def _check_pokes(pokes: list[PokeIn], width: int, height: int, max_pokes: int) -> list[Poke]:
@@ -165,7 +171,8 @@ def create_app(pipeline: Pipeline, **options: Any) -> FastAPI:
 
     def add_image(name: str, pixels: np.ndarray, pinned: bool = False) -> str:
         square = square_crop(pixels, max(settings.stored_side, size))
-        return images.add(StoredImage(name, square, encode.encode_png(square)), pinned=pinned)
+        stored = StoredImage(name, square, encode.encode_png(square), crop_note(pixels.shape))
+        return images.add(stored, pinned=pinned)
 
     test_frame_ids = [
         add_image(name, pixels, pinned=True)

@@ -5,7 +5,12 @@ dataset's temporal subsampling (stored frame ``i`` is source frame ``i * step``)
 lossless (flow estimation and GT comparisons see no codec artefacts) and memory-mappable, so the flow and
 shard stages read any clip without decoding a video again; at the demo's 64 px a frame is 12 KiB.
 Alongside: ``index.parquet`` (one row per stored video, see :data:`INDEX_COLUMNS`) and ``skipped.csv``
-(videos that were too short, corrupt or unreadable, with the reason).
+(videos that were too short, corrupt or unreadable, with the reason). The index flags videos in which
+(almost) nothing changes (``still``, from :func:`ipoke.data.motion_evidence.moving_share`) and notes source
+sizes the stored frames misrepresent (``note``: upscaled, or mostly cropped away).
+
+Decoding: decord scales frames while decoding to at most twice the stored size (:func:`decode_size`), so
+a 4K video costs memory in proportion to the stored frames, not to its own.
 
 Geometry: :class:`Geometry` maps source pixels to stored pixels (centre crop to the target aspect, or a
 plain stretch, then an area resize). The same object transforms images, masks, flow fields (values scaled
@@ -32,29 +37,41 @@ from pydantic import Field
 
 from ipoke.config import Section
 from ipoke.data import manifest
+from ipoke.data.motion_evidence import moving_share
 from ipoke.errors import IpokeError
 
 CLIP_LEN = 11  # x0 + T future frames, T = 10 in the paper
+DECODE_MARGIN = 2  # decode at most this many times the stored size (see decode_size) ...
+DECODE_MIN = 64  # ... but not below this: decord returns garbled frames at widths 16, 32 and 48
 INDEX_NAME = "index.parquet"
 SKIPPED_NAME = "skipped.csv"
 OPTIONAL_COLUMNS = ("gt_path", "family", "test_from_frame")  # carried over from the manifest when present
 INDEX_COLUMNS = (
     "video_id", "object_id", "split", "file", "n_frames", "step", "height", "width", "resize",
-    "src_height", "src_width", "src_fps", "fps", "src_frames",
+    "src_height", "src_width", "src_fps", "fps", "src_frames", "moving_share", "still", "note",
 )
+
+
+def clip_span(step: int) -> int:
+    """Source frames one clip spans: x0 and ``CLIP_LEN - 1`` more stored frames, ``step`` apart."""
+    return 1 + (CLIP_LEN - 1) * step
 
 
 class FramesParams(Section):
     size: int = Field(64, ge=8, description="stored frame height and width in pixels")
     resize: Literal["center_crop", "stretch"] = "center_crop"
     step: dict[str, int] = Field(
-        default_factory=lambda: {"synthetic": 2, "plants": 2, "taichi": 2, "iper": 1, "h36m": 2},
+        default_factory=lambda: {"synthetic": 2, "plants": 2, "taichi": 2, "iper": 1, "h36m": 8},
         description="temporal subsampling per dataset name (keep every step-th source frame)",
     )
     default_step: int = Field(1, ge=1, description="step for datasets not listed in `step` (e.g. folder)")
     batch_frames: int = Field(64, ge=1, description="frames decoded per decord call")
     decode_threads: int = Field(1, ge=0, description="decord threads per video (0 = decord's choice)")
     workers: int = Field(2, ge=1, description="videos decoded in parallel")
+    still_share: float = Field(
+        0.002, ge=0.0, le=1.0, description="videos in which fewer pixels than this share change are flagged "
+        "still (index column `still`)",
+    )
 
     def step_for(self, dataset: str) -> int:
         step = self.step.get(dataset, self.default_step)
@@ -138,28 +155,67 @@ def resize_flow(flow: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return out.reshape(*lead, 2, out_h, out_w)
 
 
-def decode_frames(path: str | Path, step: int, geometry_for, batch_frames: int = 64, threads: int = 1):
-    """Decode every ``step``-th frame with decord in batches and resize it.
+def decode_size(src_hw: tuple[int, int], size: int, mode: str) -> tuple[int, int]:
+    """(h, w) to decode a ``src_hw`` video at: the source itself, or scaled down (even sides) so that the
+    part kept is at most ``DECODE_MARGIN`` times the stored size. decord scales while decoding, so memory
+    follows the stored size, not the source's (a 4K frame is 24 MiB); the final area resize still
+    averages over ``DECODE_MARGIN``^2 decoded pixels per stored pixel."""
+    h, w = int(src_hw[0]), int(src_hw[1])
+    limit = max(DECODE_MARGIN * size, DECODE_MIN)
+    if mode == "stretch":
+        fh, fw = min(1.0, limit / h), min(1.0, limit / w)
+    else:
+        fh = fw = min(1.0, limit / min(h, w))
+    if fh == fw == 1.0:
+        return h, w
+    return max(2, round(h * fh / 2) * 2), max(2, round(w * fw / 2) * 2)
 
-    ``geometry_for((h, w)) -> Geometry`` picks the crop once the source size is known. Returns
-    ``(frames uint8 (N, H, W, 3), geometry, source fps, source frame count)``.
+
+def decode_frames(
+    path: str | Path, step: int, src_hw: tuple[int, int], size: int, mode: str, batch_frames: int = 64,
+    threads: int = 1,
+):
+    """Decode every ``step``-th frame with decord at :func:`decode_size`, in batches, and resize it.
+
+    Returns ``(frames uint8 (N, size, size, 3), geometry of the decoded frames, source fps, source frame
+    count)``.
     """
     import decord
 
-    reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=threads)
+    dh, dw = decode_size(src_hw, size, mode)
+    scaled = {} if (dh, dw) == tuple(src_hw) else {"width": dw, "height": dh}
+    reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=threads, **scaled)
     n_src = len(reader)
     fps = float(reader.get_avg_fps())
     indices = list(range(0, n_src, step))
     if not indices:
         raise ValueError("no frames")
-    first = reader[0].asnumpy()
-    geometry = geometry_for(first.shape[:2])
+    geometry = Geometry.fit(reader[0].shape[:2], size, mode)
     out = np.empty((len(indices), geometry.out_h, geometry.out_w, 3), np.uint8)
     for lo in range(0, len(indices), batch_frames):
         batch = reader.get_batch(indices[lo : lo + batch_frames]).asnumpy()
         for j, frame in enumerate(batch):
             out[lo + j] = geometry.image(frame)
     return out, geometry, fps, n_src
+
+
+def size_note(src_hw: tuple[int, int], size: int, mode: str) -> str:
+    """Words for a source size that the stored frames do not show faithfully; "" for a usual one.
+
+    Sources smaller than the stored size are upscaled (no detail is added), and a centre crop of a very
+    wide or tall video drops most of it.
+    """
+    h, w = int(src_hw[0]), int(src_hw[1])
+    geo = Geometry.fit((h, w), size, mode)
+    notes = []
+    if geo.crop_h < size or geo.crop_w < size:
+        what = f"its centre {geo.crop_w}x{geo.crop_h} square" if mode == "center_crop" else "it"
+        factor = max(size / geo.crop_w, size / geo.crop_h)
+        notes.append(f"source {w}x{h}: {what} is upscaled {factor:.2f}x to {size}x{size}")
+    kept = geo.crop_h * geo.crop_w / (h * w)
+    if kept < 0.5:
+        notes.append(f"source {w}x{h}: the centre crop keeps {kept:.0%} of each frame")
+    return "; ".join(notes)
 
 
 def safe_name(text: str) -> str:
@@ -196,10 +252,10 @@ def extract(raw_dir: Path, out_dir: Path, params: FramesParams, dataset: str, pr
         path = manifest.video_path(raw_dir, row)
         if not path.is_file():
             return i, None, f"file not found: {path}"
+        src_hw = (int(row["height"]), int(row["width"]))
         try:
             frames, geo, fps, n_src = decode_frames(
-                path, step, lambda hw: Geometry.fit(hw, params.size, params.resize),
-                params.batch_frames, params.decode_threads,
+                path, step, src_hw, params.size, params.resize, params.batch_frames, params.decode_threads
             )
         except Exception as err:  # decord raises DECORDError/RuntimeError for any unreadable input
             return i, None, f"unreadable video: {type(err).__name__}: {str(err).splitlines()[0][:200]}"
@@ -207,11 +263,13 @@ def extract(raw_dir: Path, out_dir: Path, params: FramesParams, dataset: str, pr
             return i, None, f"too short: {len(frames)} frames after step {step} (need {CLIP_LEN})"
         file = f"{names[i]}.npy"
         np.save(out_dir / file, frames)
+        share = moving_share(frames)
         record = {
             "video_id": row["video_id"], "object_id": row["object_id"], "split": row["split"], "file": file,
             "n_frames": len(frames), "step": step, "height": geo.out_h, "width": geo.out_w,
-            "resize": params.resize, "src_height": geo.src_h, "src_width": geo.src_w, "src_fps": fps,
-            "fps": fps / step, "src_frames": n_src,
+            "resize": params.resize, "src_height": src_hw[0], "src_width": src_hw[1], "src_fps": fps,
+            "fps": fps / step, "src_frames": n_src, "moving_share": share,
+            "still": share < params.still_share, "note": size_note(src_hw, params.size, params.resize),
         }
         return i, record | {c: row[c] for c in OPTIONAL_COLUMNS if c in table.columns}, None
 

@@ -39,6 +39,7 @@ from pydantic import Field
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from ipoke.config import Section
+from ipoke.data.motion_evidence import motion_evidence
 from ipoke.data.pokes import PokeParams, sample_pokes
 from ipoke.data.shards import CLIPS_NAME, npy_load, shard_urls
 from ipoke.errors import IpokeError
@@ -95,7 +96,8 @@ def make_example(sample: dict, seed: int, epoch: int, params: LoaderParams, trai
     rng = sample_rng(seed, epoch, clip_id)
     if train and params.augment.enabled:
         frames, arrays = augment(frames, arrays, rng, params.augment)
-    pokes = sample_pokes(arrays["flow"], rng, params.pokes, arrays.get("mask"))
+    evidence = motion_evidence(frames) if params.pokes.motion_evidence else None
+    pokes = sample_pokes(arrays["flow"], rng, params.pokes, arrays.get("mask"), evidence)
     if pokes.background:
         frames = np.repeat(frames[:1], len(frames), axis=0)
         for key in ("flow", "gt_flow"):

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import Field
 
 from ipoke.config import Section
+from ipoke.data.quality_sheet import html_section
 from ipoke.errors import IpokeError
 from ipoke.evaluation import tables
 from ipoke.evaluation.outputs import read_record
@@ -131,8 +132,12 @@ def _figure(directory: Path, name: str | None, alt: str) -> str:
     return f'<img class="figure" alt="{html.escape(alt)}" src="{data_uri(directory / name)}">'
 
 
-def build_report(directory: str | Path, title: str = "iPOKE evaluation", max_grids: int = 8) -> str:
-    """The HTML page for the evaluation output ``directory`` (see :mod:`ipoke.evaluation.outputs`)."""
+def build_report(
+    directory: str | Path, title: str = "iPOKE evaluation", max_grids: int = 8,
+    data_quality: Path | None = None,
+) -> str:
+    """The HTML page for the evaluation output ``directory`` (see :mod:`ipoke.evaluation.outputs`), with the
+    data-quality sheet of ``data_quality`` (see :mod:`ipoke.data.quality_sheet`) when given."""
     directory = Path(directory)
     record = read_record(directory)
     figures = record.get("figures", {})
@@ -165,6 +170,7 @@ def build_report(directory: str | Path, title: str = "iPOKE evaluation", max_gri
         "<h2>Kinematics maps (Fig. 7)</h2>" + kinematics if kinematics else "",
         "<h2>Controlling future ambiguity (Fig. 9)</h2>" + ambiguity_html,
         f"<h2>Protocol</h2><pre>{html.escape(record.get('protocol', ''))}</pre>",
+        html_section(data_quality) if data_quality is not None else "",
     ]
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

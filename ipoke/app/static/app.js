@@ -179,8 +179,8 @@ function renderPokes() {
   const left = state.info.max_pokes - state.pokes.length;
   $("poke-hint").textContent = state.pokes.length
     ? `${state.pokes.length} of ${state.info.max_pokes} pokes${left ? "; drag to add another" : ""}.`
-    : "Drag from a point on the object to where it should move.";
-  $("sample").disabled = state.busy || !state.image || state.pokes.length === 0;
+    : "Drag from a point on the object to where it should move, or sample without a poke.";
+  $("sample").disabled = state.busy || !state.image;
   $("clear").disabled = state.busy || state.pokes.length === 0;
 }
 
@@ -260,7 +260,7 @@ $("upload").addEventListener("change", async (event) => {
       body: file,
     });
     await selectImage(image, [file.name]);
-    setStatus("");
+    setStatus(image.crop ? `${file.name}: ${image.crop}, shown here.` : "");
   } catch (error) {
     setStatus(`Upload refused: ${error.message}`, "error");
   }
@@ -333,7 +333,8 @@ async function requestSamples() {
     container.replaceChildren(...result.videos.map((v) => videoCard(v, result)));
     $("results-meta").textContent =
       `${result.n_samples} sample${result.n_samples === 1 ? "" : "s"} · seed ${result.seed} · ` +
-      `${state.pokes.length} poke${state.pokes.length === 1 ? "" : "s"} · ${result.elapsed_s.toFixed(2)} s`;
+      `${state.pokes.length || "no"} poke${state.pokes.length === 1 ? "" : "s"} · ` +
+      `${result.elapsed_s.toFixed(2)} s`;
     setStatus("");
   } catch (error) {
     const retry = error.status === 503 && error.retryAfter ? ` Try again in ${error.retryAfter} s.` : "";

@@ -1,8 +1,9 @@
 """Sources of raw videos for the ``download`` stage.
 
 Each source is a module with a params model ``Params`` (a :class:`ipoke.config.Section`) and
-``build(params, out_dir) -> SourceResult``: it puts videos under ``out_dir`` and returns their manifest
-rows (see :mod:`ipoke.data.manifest`) plus the files it skipped and why.
+``build(params, out_dir, *, frame_step) -> SourceResult``: it puts videos under ``out_dir`` and returns
+their manifest rows (see :mod:`ipoke.data.manifest`) plus the files it skipped and why. ``frame_step`` is
+the dataset's ``extract_frames`` step, which sets how many frames a video needs for one clip.
 """
 
 from __future__ import annotations

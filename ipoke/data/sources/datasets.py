@@ -31,7 +31,15 @@ from pydantic import Field
 from ipoke import atomic
 from ipoke.config import Section
 from ipoke.data.sources import Skipped, SourceResult, remote
-from ipoke.data.sources.folder import Candidate, LinkMode, find_videos, ingest, require_videos, split_folder
+from ipoke.data.sources.folder import (
+    Candidate,
+    LinkMode,
+    find_videos,
+    frames_needed,
+    ingest,
+    require_videos,
+    split_folder,
+)
 from ipoke.errors import IpokeError
 
 RERUN = "Then rerun: dvc repro download"
@@ -46,7 +54,7 @@ class Params(Section):
     cache_dir: str = "data/cache/downloads"
     manual_dir: str = "data/manual"
     link: LinkMode = "hardlink"
-    min_frames: int | None = Field(None, ge=2)  # None: the dataset's clip length (see REGISTRY)
+    min_frames: int | None = Field(None, ge=2)  # None: a clip's span at the dataset's frame step
     retries: int = Field(5, ge=0)
     backoff_s: float = Field(1.0, ge=0)  # wait before retry n: backoff_s * 2**(n - 1)
     timeout_s: float = Field(60.0, gt=0)
@@ -143,7 +151,6 @@ class Fetcher:
 class Dataset:
     name: str
     title: str
-    min_frames: int  # x0 + 10 frames at the paper's step (and frame-rate reduction), in source frames
     instructions: str  # what to fetch, from where; ``{manual}`` is the folder to put it in
     collect: Callable[[Fetcher], list[Candidate | Skipped]]
     published_md5: dict[str, str] = field(default_factory=dict)
@@ -347,7 +354,6 @@ REGISTRY: dict[str, Dataset] = {
     "plants": Dataset(
         name="plants",
         title="PokingPlants",
-        min_frames=21,  # clip step 2
         instructions=(
             "To fetch it yourself:\n"
             f"  1. Download every file of the authors' share {PLANTS_SHARE}\n"
@@ -361,7 +367,6 @@ REGISTRY: dict[str, Dataset] = {
     "iper": Dataset(
         name="iper",
         title="iPER",
-        min_frames=11,  # clip step 1
         instructions=(
             "To fetch it (a Microsoft account is needed for the OneDrive folder):\n"
             "  1. Download iPER_1024_video_release.zip, train.txt and val.txt from\n"
@@ -378,7 +383,6 @@ REGISTRY: dict[str, Dataset] = {
     "taichi": Dataset(
         name="taichi",
         title="TaiChi-HD",
-        min_frames=21,  # clip step 2
         instructions=(
             "TaiChi-HD is cut from YouTube videos and cannot be redistributed; build it with the\n"
             "first-order-model scripts:\n"
@@ -394,7 +398,6 @@ REGISTRY: dict[str, Dataset] = {
     "h36m": Dataset(
         name="h36m",
         title="Human3.6M",
-        min_frames=81,  # 50 Hz taken every 8th frame (6.25 Hz), clip step 1: 1 + 10 * 8
         instructions=(
             "Human3.6M needs a licence: register at http://vision.imar.ro/human3.6m/ and wait for\n"
             "approval, then either\n"
@@ -413,8 +416,9 @@ REGISTRY: dict[str, Dataset] = {
 }
 
 
-def build(params, out_dir: Path) -> SourceResult:
-    """``params`` is the whole download section; reads ``params.source`` and ``params.remote``."""
+def build(params, out_dir: Path, *, frame_step: int) -> SourceResult:
+    """``params`` is the whole download section; reads ``params.source`` and ``params.remote``.
+    ``frame_step`` is the dataset's ``extract_frames`` step."""
     dataset = REGISTRY[params.source]
     p: Params = params.remote
     fetcher = Fetcher(dataset.name, p, published_md5=dataset.published_md5)
@@ -424,9 +428,8 @@ def build(params, out_dir: Path) -> SourceResult:
         raise dataset.manual_required(fetcher.manual, f"automatic download failed:\n  {err}") from None
     candidates = [i for i in items if isinstance(i, Candidate)]
     skipped = [i for i in items if isinstance(i, Skipped)]
-    result = ingest(
-        candidates, Path(out_dir), min_frames=p.min_frames or dataset.min_frames, link=p.link, skipped=skipped
-    )
+    need = frames_needed(p.min_frames, frame_step, "download.remote.min_frames")
+    result = ingest(candidates, Path(out_dir), min_frames=need, link=p.link, skipped=skipped)
     if fetcher.records:
         atomic.write_text(Path(out_dir) / "downloads.json", json.dumps(fetcher.records, indent=2) + "\n")
     return require_videos(result, dataset.title)

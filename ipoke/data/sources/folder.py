@@ -1,9 +1,14 @@
 """The ``folder`` source: any directory of the user's own videos.
 
-Every video file under ``download.folder.path`` is probed with decord; readable videos with at least
-``min_frames`` frames are placed under ``videos/`` (hard link, copy or symlink) and get a manifest row;
-the others are reported in ``skipped.csv`` with the reason. :func:`ingest` is shared with the real
-datasets (:mod:`ipoke.data.sources.datasets`), which are folders with known naming and split rules.
+Every video file under ``download.folder.path`` is decoded once (:func:`ipoke.data.video.probe`);
+videos that decode cleanly and are long enough for one clip are placed under ``videos/`` (hard link,
+copy or symlink) and get a manifest row; the others are reported in ``skipped.csv`` with the reason:
+empty file, not a video, truncated container or data, decode errors, too short, or a duplicate. A clip
+is x0 plus 10 frames at the dataset's frame step (``extract_frames.step``, ``default_step`` for your own
+folders), so ``min_frames: null`` asks for ``1 + 10 * step`` source frames. Content-identical videos
+(the same bytes, or the same decoded frames in another file) are kept once, so no video lands in both
+splits. :func:`ingest` is shared with the real datasets (:mod:`ipoke.data.sources.datasets`), which are
+folders with known naming and split rules.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import pandas as pd
 from pydantic import Field, field_validator
 
 from ipoke.config import Section
+from ipoke.data.frames import CLIP_LEN, clip_span
 from ipoke.data.manifest import COLUMNS, SPLITS
 from ipoke.data.sources import Skipped, SourceResult
 from ipoke.data.video import UnreadableVideo, probe, sha256
@@ -57,8 +63,8 @@ class SplitRule(Section):
 class Params(Section):
     path: str | None = None
     extensions: tuple[str, ...] = VIDEO_EXTENSIONS
-    # A clip is x0 plus 10 frames at step 2: 1 + 10 * 2 = 21 frames.
-    min_frames: int = Field(21, ge=2)
+    # None: a clip's span at the dataset's frame step, 1 + 10 * step (11 frames at step 1)
+    min_frames: int | None = Field(None, ge=2)
     split: SplitRule = SplitRule()
     object_id: Literal["parent_dir", "stem"] = "parent_dir"
     object_pattern: str | None = None
@@ -147,15 +153,28 @@ def place(source: Path, dest: Path, link: LinkMode) -> None:
     shutil.copy2(source, dest)
 
 
+def frames_needed(min_frames: int | None, frame_step: int, key: str) -> tuple[int, str]:
+    """Source frames a video needs, and why, for the skip reason: ``min_frames`` (named by ``key``)
+    or, when it is None, one clip at the dataset's frame step."""
+    if min_frames is not None:
+        return min_frames, f"{key} is {min_frames}"
+    return clip_span(frame_step), f"a clip is x0 + {CLIP_LEN - 1} frames at frame step {frame_step}"
+
+
 def ingest(
     candidates: Sequence[Candidate],
     out_dir: Path,
     *,
-    min_frames: int,
+    min_frames: tuple[int, str],
     link: LinkMode,
     skipped: Sequence[Skipped] = (),
 ) -> SourceResult:
-    """Probe each candidate, place the usable ones under ``out_dir/videos/`` and build their manifest rows."""
+    """Probe each candidate, place the usable ones under ``out_dir/videos/`` and build their manifest rows.
+
+    ``min_frames`` is (frames needed, why) from :func:`frames_needed`. Of content-identical videos the
+    first (in candidate order) is kept and the others are skipped as its duplicates.
+    """
+    need, why = min_frames
     skipped = list(skipped)
     rows = []
     seen: dict[PurePosixPath, Path] = {}
@@ -167,16 +186,25 @@ def ingest(
             seen[c.rel] = c.source
             unique.append(c)
     ids = video_ids([c.rel for c in unique])
+    kept_files: dict[str, Path] = {}
+    kept_content: dict[str, Path] = {}
     for c, video_id in progress(zip(unique, ids, strict=True), desc="probe videos", total=len(unique)):
         try:
             info = probe(c.source)
         except UnreadableVideo as err:
             skipped.append(Skipped(str(c.source), err.reason))
             continue
-        if info.n_frames < min_frames:
-            reason = f"too short: {info.n_frames} frames, a clip needs at least {min_frames}"
+        if info.n_frames < need:
+            reason = f"too short: {info.n_frames} frames, needs at least {need} ({why})"
             skipped.append(Skipped(str(c.source), reason))
             continue
+        digest = sha256(c.source)
+        if digest in kept_files or info.content_hash in kept_content:
+            same = "same file content" if digest in kept_files else "same decoded frames"
+            first = kept_files.get(digest) or kept_content[info.content_hash]
+            skipped.append(Skipped(str(c.source), f"duplicate: {same} as {first}, which is kept"))
+            continue
+        kept_files[digest] = kept_content[info.content_hash] = c.source
         dest = out_dir / "videos" / c.rel
         place(c.source, dest, link)
         test_from = None if c.test_fraction is None else math.floor((1 - c.test_fraction) * info.n_frames)
@@ -190,7 +218,7 @@ def ingest(
                 "n_frames": info.n_frames,
                 "width": info.width,
                 "height": info.height,
-                "sha256": sha256(dest),
+                "sha256": digest,
                 TEST_FROM_FRAME: test_from,
             }
         )
@@ -242,8 +270,9 @@ def _candidate(params: Params, root: Path, path: Path) -> Candidate | Skipped:
     return Candidate(source=path, rel=rel, object_id=object_id, split=split, test_fraction=test_fraction)
 
 
-def build(params, out_dir: Path) -> SourceResult:
-    """``params`` is the whole download section; this source reads ``params.folder``."""
+def build(params, out_dir: Path, *, frame_step: int) -> SourceResult:
+    """``params`` is the whole download section; this source reads ``params.folder``. ``frame_step`` is
+    the dataset's ``extract_frames`` step."""
     p: Params = params.folder
     if p.path is None:
         raise IpokeError(
@@ -262,5 +291,6 @@ def build(params, out_dir: Path) -> SourceResult:
     for path in files:
         item = _candidate(p, root, path)
         (skipped if isinstance(item, Skipped) else candidates).append(item)
-    result = ingest(candidates, Path(out_dir), min_frames=p.min_frames, link=p.link, skipped=skipped)
+    need = frames_needed(p.min_frames, frame_step, "download.folder.min_frames")
+    result = ingest(candidates, Path(out_dir), min_frames=need, link=p.link, skipped=skipped)
     return require_videos(result, str(root))

@@ -66,7 +66,8 @@ class Params(Section):
         return self
 
 
-def build(params: DownloadParams, out_dir: str | Path) -> SourceResult:
+def build(params: DownloadParams, out_dir: str | Path, *, frame_step: int | None = None) -> SourceResult:
+    """Generate the dataset; ``frame_step`` is not needed (``n_frames`` >= 24 holds a clip at step 2)."""
     from ipoke.data.synthetic.world import generate
 
     return SourceResult(manifest=generate(params.synthetic, Path(out_dir)))
