@@ -2,8 +2,8 @@
 
 Each batch does one discriminator step (hinge losses of the spatial PatchGAN on frames and the temporal 3D
 ResNet on clips, R1 penalty on real clips) and one autoencoder step (10 L1 + 10 VGG + 1e-7 KL + hinge
-generator and feature-matching terms of both discriminators), with manual optimisation. The offline demo,
-without VGG weights and adversarial terms, adds a squared-error term (``loss.l2``) and weighs pixels that
+generator and feature-matching terms of both discriminators), with manual optimisation. The CPU demo,
+without perceptual and adversarial terms, adds a squared-error term (``loss.l2``) and weighs pixels that
 differ from x0 more (``loss.moving_weight``). Validation compares the reconstruction of held-out clips with
 the static baseline (x0 copied to every frame) in L1, PSNR and SSIM, over all clips and over moving ones,
 measures how much the reconstruction moves, and logs a GT | reconstruction GIF to MLflow.
@@ -15,7 +15,6 @@ import logging
 import math
 import tempfile
 from pathlib import Path
-from typing import Literal
 
 import lightning as L
 import torch
@@ -38,7 +37,7 @@ from ipoke.models.discriminators import (
     hinge_g_loss,
     r1_penalty,
 )
-from ipoke.models.perceptual import VGGPerceptualLoss
+from ipoke.models.perceptual import PerceptualKind, perceptual_loss
 from ipoke.train.trainer import TrainerParams, build_trainer, fit, is_ddp_worker, reset_stale_checkpoints
 
 log = logging.getLogger("ipoke")
@@ -64,9 +63,9 @@ class AELossConfig(Section):
     # background fills most of a frame and would otherwise dominate what the few latent channels learn.
     moving_weight: float = Field(1.0, ge=1.0)
     moving_threshold: float = Field(0.1, gt=0)
-    perceptual: Literal["vgg19", "none"] = "vgg19"
+    perceptual: PerceptualKind = "vgg16"  # see ipoke/models/perceptual.py
     perceptual_weight: float = Field(10.0, ge=0)
-    perceptual_weights: str | None = None  # VGG19 file; null: the torch hub cache
+    perceptual_weights: str | None = None  # the network's weight file; null: the weights or torch hub cache
     kl: float = Field(1e-7, ge=0)
     adversarial: bool = True  # train the two discriminators and add their generator terms
     spatial_gan: float = Field(1.0, ge=0)
@@ -145,9 +144,8 @@ class AutoencoderModule(L.LightningModule):
             self.disc_s = PatchDiscriminator(cfg.disc)
             self.disc_t = TemporalDiscriminator(cfg.disc)
         # Frozen and pretrained: kept out of the state dict (and checkpoints) on purpose.
-        self._perceptual = (
-            [VGGPerceptualLoss(cfg.loss.perceptual_weights)] if cfg.loss.perceptual == "vgg19" else []
-        )
+        loss = perceptual_loss(cfg.loss.perceptual, cfg.loss.perceptual_weights)
+        self._perceptual = [loss] if loss is not None else []
         self.val_scores = nn.ModuleDict(
             {f"{s}_{m}_{k}": MeanMetric() for s in SUBSETS for m in METHODS for k in SCORES}
             | {f"{s}_{m}": MeanMetric() for s in SUBSETS for m in MOTION}
