@@ -329,6 +329,29 @@ def test_reconstruction_loss_weighs_l1_squared_error_and_kl():
     assert losses["g_total"] == pytest.approx(expected.item(), rel=1e-6)
 
 
+def test_the_perceptual_term_sees_perceptual_frames_random_frames():
+    module = AutoencoderModule(tiny_profile(adversarial=False, perceptual_frames=3, perceptual_weight=2.0))
+    seen = []
+
+    def recording_loss(x, y):
+        seen.append((x, y))
+        return (x - y).abs().mean()
+
+    module._perceptual = [recording_loss]
+    video = clip(2)
+    with torch.no_grad():
+        recon, mu, logvar = module.ae(video)
+        losses = module._generator_losses(video, recon, None, mu, logvar, None, None)
+    (x, y), = seen
+    assert x.shape == y.shape == (3, 3, 32, 32)
+    frames = recon.flatten(0, 1)
+    index = [next(i for i in range(len(frames)) if torch.equal(frames[i], f)) for f in x]
+    torch.testing.assert_close(y, video[:, 1:].flatten(0, 1)[index])  # the same frames of the target
+    w = module.cfg.loss
+    pixel = w.l1 * losses["l1"] + w.l2 * losses["l2"] + w.kl * losses["kl"]
+    assert losses["g_total"] == pytest.approx((pixel + 2.0 * losses["perceptual"]).item(), rel=1e-6)
+
+
 def test_pixel_losses_up_weight_pixels_that_differ_from_x0():
     weights = AELossConfig(l1=2.0, l2=3.0, moving_weight=4.0, moving_threshold=0.1)
     still = torch.zeros(1, 3, 3, 2, 2)  # x0 + 2 frames, 2x2 px

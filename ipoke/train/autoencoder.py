@@ -66,6 +66,9 @@ class AELossConfig(Section):
     perceptual: PerceptualKind = "vgg16"  # see ipoke/models/perceptual.py
     perceptual_weight: float = Field(10.0, ge=0)
     perceptual_weights: str | None = None  # the network's weight file; null: the weights or torch hub cache
+    # Random predicted frames per batch the perceptual term sees (not in the paper: all). The VGG costs far
+    # more than the demo autoencoder on a CPU; a few frames per batch keep the term affordable.
+    perceptual_frames: int | None = Field(None, gt=0)
     kl: float = Field(1e-7, ge=0)
     adversarial: bool = True  # train the two discriminators and add their generator terms
     spatial_gan: float = Field(1.0, ge=0)
@@ -194,7 +197,7 @@ class AutoencoderModule(L.LightningModule):
         opt_g = optimizers[0] if self.adversarial else optimizers
         losses: dict[str, torch.Tensor] = {}
         real_features = None
-        pick = self._spatial_pick(video)
+        pick = self._frame_pick(video, self.cfg.loss.spatial_frames)
         if self.adversarial:
             opt_d = optimizers[1]
             self.toggle_optimizer(opt_d)
@@ -220,10 +223,10 @@ class AutoencoderModule(L.LightningModule):
         self.log("l1", losses["l1"], prog_bar=True, logger=False)
         return losses
 
-    def _spatial_pick(self, video: torch.Tensor) -> slice | torch.Tensor:
-        """Which of the batch's B*T predicted frames D_S judges: all (eq. 21) or ``spatial_frames`` random
-        ones (the reference code's cheaper practice); real and fake use the same positions."""
-        total, n = len(video) * self.cfg.model.n_frames, self.cfg.loss.spatial_frames
+    def _frame_pick(self, video: torch.Tensor, n: int | None) -> slice | torch.Tensor:
+        """Which of the batch's B*T predicted frames a term sees: all, or ``n`` random ones (for D_S the
+        reference code's cheaper practice, eq. 21 uses all); real and fake use the same positions."""
+        total = len(video) * self.cfg.model.n_frames
         return slice(None) if n is None or n >= total else torch.randperm(total, device=video.device)[:n]
 
     def _discriminator_losses(
@@ -259,7 +262,9 @@ class AutoencoderModule(L.LightningModule):
         losses["kl"] = kl_divergence(mu, logvar)
         total = total + w.kl * losses["kl"]
         if self._perceptual:
-            losses["perceptual"] = self._perceptual[0](recon.flatten(0, 1), target.flatten(0, 1))
+            pick_p = self._frame_pick(video, w.perceptual_frames)
+            recon_p, target_p = recon.flatten(0, 1)[pick_p], target.flatten(0, 1)[pick_p]
+            losses["perceptual"] = self._perceptual[0](recon_p, target_p)
             total = total + w.perceptual_weight * losses["perceptual"]
         if self.adversarial:
             fs_real, ft_real = real_features
