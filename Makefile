@@ -10,9 +10,10 @@ DATASET ?= $(shell sed -n 's/^dataset: *\([^ #]*\).*/\1/p' params.yaml)
 
 .PHONY: setup repro flow test test-fast eval bench lint mlflow-ui prefect-ui serve deploy clean
 
-setup:  ## install uv if missing, then the locked environment
+setup:  ## install uv if missing, then the locked environment and the pretrained I3D/LPIPS/VGG16 weights
 	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --user --quiet uv
 	$(UV) sync --frozen
+	$(RUN) python -m ipoke.pretrained
 
 repro: setup  ## the main job: every DVC stage on params.yaml, under one MLflow parent run
 	$(RUN) ipoke repro

@@ -2,8 +2,11 @@
 
 Runs the real Lightning training step (discriminator + autoencoder updates) on random clips and reports
 seconds per batch, clips per second and parameter counts; writes ``bench/results/bench_ae.json``.
-The paper profile runs at a small batch (a paper-size batch takes minutes per step on a CPU) and without the
-VGG term (its ImageNet weights are not available offline); both are recorded in the results.
+The demo profile also runs with each VGG16 perceptual loss switched on (``perceptual: vgg16`` and
+``lpips_vgg16``; their weights are fetched on first use), on all 40 frames of a batch and on 8 random ones
+(``perceptual_frames``), to show what the term costs per step. The paper
+profile runs at a small batch (a paper-size batch takes minutes per step on a CPU) with its own perceptual
+loss; both are recorded in the results.
 """
 
 from __future__ import annotations
@@ -23,7 +26,14 @@ from ipoke.train.autoencoder import AEProfile, AutoencoderModule, TrainAEParams
 from ipoke.train.trainer import build_trainer, fit
 
 RESULTS = Path(__file__).parent / "results" / "bench_ae.json"
-RUNS = {"demo": {"batch_size": None, "steps": 6}, "paper": {"batch_size": 2, "steps": 2}}
+RUNS = {  # name: (profile, batch size (None: the profile's), steps, loss params changed)
+    "demo": ("demo", None, 6, {}),
+    "demo_vgg16": ("demo", None, 6, {"perceptual": "vgg16"}),
+    "demo_vgg16_8_frames": ("demo", None, 6, {"perceptual": "vgg16", "perceptual_frames": 8}),
+    "demo_lpips_vgg16": ("demo", None, 6, {"perceptual": "lpips_vgg16"}),
+    "demo_lpips_vgg16_8_frames": ("demo", None, 6, {"perceptual": "lpips_vgg16", "perceptual_frames": 8}),
+    "paper": ("paper", 2, 2, {}),
+}
 WARMUP = 1
 
 
@@ -44,10 +54,10 @@ def random_batch(batch_size: int, resolution: int) -> dict:
     return {"video": video, "flow": flow, "background_poke": torch.zeros(batch_size, dtype=torch.bool)}
 
 
-def bench(name: str, profile: AEProfile, batch_size: int | None, steps: int) -> dict:
+def bench(name: str, profile: AEProfile, batch_size: int | None, steps: int, loss: dict) -> dict:
     batch_size = batch_size or profile.loader.batch_size
     config = profile.model_dump(mode="json")
-    config["loss"]["perceptual"] = "none"
+    config["loss"] |= loss
     module = AutoencoderModule(config)
     batches = [random_batch(batch_size, profile.model.resolution) for _ in range(WARMUP + steps)]
     params = profile.trainer.model_copy(
@@ -72,7 +82,9 @@ def bench(name: str, profile: AEProfile, batch_size: int | None, steps: int) -> 
         "batch_size": batch_size,
         "resolution": profile.model.resolution,
         "z_dim": profile.model.z_dim,
-        "perceptual": "none (benchmark)",
+        "frames": profile.model.n_frames,
+        "perceptual": config["loss"]["perceptual"],
+        "perceptual_frames": config["loss"]["perceptual_frames"],
         "adversarial": profile.loss.adversarial,
         "seconds_per_step": round(seconds, 3),
         "steps_per_second": round(1 / seconds, 4),
@@ -88,7 +100,7 @@ def bench(name: str, profile: AEProfile, batch_size: int | None, steps: int) -> 
 def main() -> None:
     os.environ.setdefault("IPOKE_NO_PROGRESS", "1")
     section = load_section("train_ae", TrainAEParams)
-    results = {name: bench(name, getattr(section, name), **run) for name, run in RUNS.items()}
+    results = {name: bench(name, getattr(section, profile), *run) for name, (profile, *run) in RUNS.items()}
     results["torch_threads"] = torch.get_num_threads()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")

@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("synthetic poking world: preview videos with their pokes", "ipoke.data.synthetic.cli"),
     "serve": ("serve the interactive poking web app for a trained pipeline", "ipoke.app.cli"),
     "sample": ("poke an image with a trained pipeline and write the sampled videos", "ipoke.sample_cli"),
+    "weights": ("fetch and check the pretrained I3D and LPIPS/VGG16 weights", "ipoke.pretrained.cli"),
 }
 
 

@@ -38,7 +38,8 @@ def main() -> None:
         from ipoke.sampling import PokePipeline
 
         pipeline = PokePipeline.load(model_dir, device=profile.device)
-        lpips, i3d = load_lpips(pipeline.device), load_i3d(device=pipeline.device)
+        lpips = load_lpips(pipeline.device, net=profile.lpips_net)
+        i3d = load_i3d(device=pipeline.device)
         pokes = load_section("loader", LoaderParams).pokes  # the pokes the model was trained with
         results = protocol.evaluate(pipeline, shards, profile, st.dataset, lpips, i3d, pokes)
         with atomic.atomic_path(out, directory=True) as tmp:

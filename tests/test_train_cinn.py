@@ -290,6 +290,20 @@ def test_moving_pixels_can_be_up_weighted_in_the_flow_loss():
     assert float(b["flow_l1"]) == pytest.approx(float(a["flow_l1"]))
 
 
+def test_lpips_vgg16_adds_image_and_flow_perceptual_terms():
+    batch = make_batch(2)
+    plain = EncoderPretraining(tiny_encoders_profile())
+    loss = {"perceptual": "lpips_vgg16", "perceptual_weight": 2.0}
+    lpips = EncoderPretraining(tiny_encoders_profile(loss=loss))
+    lpips.load_state_dict(plain.state_dict())  # the loss network is not part of the state dict
+    with torch.no_grad():
+        a, b = plain.losses(batch), lpips.losses(batch)
+    assert float(a["image_perceptual"]) == 0 and float(b["image_perceptual"]) > 0
+    assert float(b["flow_perceptual"]) > 0
+    extra = 2.0 * (b["image_perceptual"] + b["flow_perceptual"])
+    assert float(b["total"]) == pytest.approx(float(a["total"] + extra), rel=1e-5)
+
+
 def test_encoders_round_trip_and_image_only_loading(tmp_path):
     _, conditioner = tiny_parts()
     save_encoders(conditioner, TINY_ENCODERS, SIZE, tmp_path)

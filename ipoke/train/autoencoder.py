@@ -2,8 +2,8 @@
 
 Each batch does one discriminator step (hinge losses of the spatial PatchGAN on frames and the temporal 3D
 ResNet on clips, R1 penalty on real clips) and one autoencoder step (10 L1 + 10 VGG + 1e-7 KL + hinge
-generator and feature-matching terms of both discriminators), with manual optimisation. The offline demo,
-without VGG weights and adversarial terms, adds a squared-error term (``loss.l2``) and weighs pixels that
+generator and feature-matching terms of both discriminators), with manual optimisation. The CPU demo,
+without perceptual and adversarial terms, adds a squared-error term (``loss.l2``) and weighs pixels that
 differ from x0 more (``loss.moving_weight``). Validation compares the reconstruction of held-out clips with
 the static baseline (x0 copied to every frame) in L1, PSNR and SSIM, over all clips and over moving ones,
 measures how much the reconstruction moves, and logs a GT | reconstruction GIF to MLflow.
@@ -15,7 +15,6 @@ import logging
 import math
 import tempfile
 from pathlib import Path
-from typing import Literal
 
 import lightning as L
 import torch
@@ -44,7 +43,7 @@ from ipoke.models.discriminators import (
     hinge_g_loss,
     r1_penalty,
 )
-from ipoke.models.perceptual import VGGPerceptualLoss
+from ipoke.models.perceptual import PerceptualKind, perceptual_loss
 from ipoke.train.trainer import TrainerParams, build_trainer, fit, is_ddp_worker, reset_stale_checkpoints
 
 log = logging.getLogger("ipoke")
@@ -74,9 +73,12 @@ class AELossConfig(Section):
     # frame's backward flow b, |b(p + u(p)) + u(p)| in pixels, moving pixels weighted by moving_weight. The
     # photometric losses only pull a warp within about a pixel of the right place; this anchors the motion.
     flow: float = Field(0.0, ge=0)
-    perceptual: Literal["vgg19", "none"] = "vgg19"
+    perceptual: PerceptualKind = "vgg16"  # see ipoke/models/perceptual.py
     perceptual_weight: float = Field(10.0, ge=0)
-    perceptual_weights: str | None = None  # VGG19 file; null: the torch hub cache
+    perceptual_weights: str | None = None  # the network's weight file; null: the weights or torch hub cache
+    # Random predicted frames per batch the perceptual term sees (not in the paper: all). The VGG costs far
+    # more than the demo autoencoder on a CPU; a few frames per batch keep the term affordable.
+    perceptual_frames: int | None = Field(None, gt=0)
     kl: float = Field(1e-7, ge=0)
     adversarial: bool = True  # train the two discriminators and add their generator terms
     spatial_gan: float = Field(1.0, ge=0)
@@ -164,9 +166,8 @@ class AutoencoderModule(L.LightningModule):
             self.disc_s = PatchDiscriminator(cfg.disc)
             self.disc_t = TemporalDiscriminator(cfg.disc)
         # Frozen and pretrained: kept out of the state dict (and checkpoints) on purpose.
-        self._perceptual = (
-            [VGGPerceptualLoss(cfg.loss.perceptual_weights)] if cfg.loss.perceptual == "vgg19" else []
-        )
+        loss = perceptual_loss(cfg.loss.perceptual, cfg.loss.perceptual_weights)
+        self._perceptual = [loss] if loss is not None else []
         self.val_scores = nn.ModuleDict(
             {f"{s}_{m}_{k}": MeanMetric() for s in SUBSETS for m in METHODS for k in SCORES}
             | {f"{s}_{m}": MeanMetric() for s in SUBSETS for m in MOTION}
@@ -215,7 +216,7 @@ class AutoencoderModule(L.LightningModule):
         opt_g = optimizers[0] if self.adversarial else optimizers
         losses: dict[str, torch.Tensor] = {}
         real_features = None
-        pick = self._spatial_pick(video)
+        pick = self._frame_pick(video, self.cfg.loss.spatial_frames)
         if self.adversarial:
             opt_d = optimizers[1]
             self.toggle_optimizer(opt_d)
@@ -244,10 +245,10 @@ class AutoencoderModule(L.LightningModule):
         self.log("l1", losses["l1"], prog_bar=True, logger=False)
         return losses
 
-    def _spatial_pick(self, video: torch.Tensor) -> slice | torch.Tensor:
-        """Which of the batch's B*T predicted frames D_S judges: all (eq. 21) or ``spatial_frames`` random
-        ones (the reference code's cheaper practice); real and fake use the same positions."""
-        total, n = len(video) * self.cfg.model.n_frames, self.cfg.loss.spatial_frames
+    def _frame_pick(self, video: torch.Tensor, n: int | None) -> slice | torch.Tensor:
+        """Which of the batch's B*T predicted frames a term sees: all, or ``n`` random ones (for D_S the
+        reference code's cheaper practice, eq. 21 uses all); real and fake use the same positions."""
+        total = len(video) * self.cfg.model.n_frames
         return slice(None) if n is None or n >= total else torch.randperm(total, device=video.device)[:n]
 
     def _discriminator_losses(
@@ -283,7 +284,9 @@ class AutoencoderModule(L.LightningModule):
         losses["kl"] = kl_divergence(mu, logvar)
         total = total + w.kl * losses["kl"]
         if self._perceptual:
-            losses["perceptual"] = self._perceptual[0](recon.flatten(0, 1), target.flatten(0, 1))
+            pick_p = self._frame_pick(video, w.perceptual_frames)
+            recon_p, target_p = recon.flatten(0, 1)[pick_p], target.flatten(0, 1)[pick_p]
+            losses["perceptual"] = self._perceptual[0](recon_p, target_p)
             total = total + w.perceptual_weight * losses["perceptual"]
         if self.adversarial:
             fs_real, ft_real = real_features

@@ -2,19 +2,20 @@
 
 Phi_x0 with its decoder reconstructs the start frame x0; Phi_c with its decoder predicts the dense start->end
 flow from the simulated sparse poke map and x0 (background pokes: zero flow, as the loader sets it). Both
-losses are L1 plus a VGG perceptual term; for the flow the perceptual net sees ``(dx, dy, 0) / flow_scale_px``
-as an image, as the authors' code feeds it. ``moving_weight`` up-weights moving pixels in the flow L1: a
-deviation (paper: 1) for small objects without the perceptual term, where an unweighted L1 is minimised by
-predicting no motion at all. The two encoders share batches and one optimiser but no parameters, so training
-them together is training each on its own loss. Validation reports the image reconstruction (L1, PSNR) and
-the flow prediction's endpoint error against the zero-flow baseline, over all pixels and over moving ones.
+losses are L1 plus a perceptual term (the authors': LPIPS-VGG16, ``perceptual: lpips_vgg16``); for the flow
+the perceptual net sees ``(dx, dy, 0) / flow_scale_px`` as an image, as the authors' code feeds it.
+``moving_weight`` up-weights moving pixels in the flow L1: a deviation (paper: 1) for small objects without
+the perceptual term, where an unweighted L1 is minimised by predicting no motion at all. The two encoders
+share batches and one optimiser but no parameters, so training them together is training each on its own
+loss. Validation reports the image reconstruction (L1, PSNR) and the flow prediction's endpoint error
+against the zero-flow baseline, over all pixels and over moving ones.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import TypeVar
 
 import lightning as L
 import torch
@@ -25,7 +26,7 @@ from ipoke.data.loader import LoaderParams, make_loader
 from ipoke.errors import IpokeError
 from ipoke.metrics.image import frame_psnr
 from ipoke.models.encoders import EncoderConfig, build_conditioner
-from ipoke.models.perceptual import VGGPerceptualLoss
+from ipoke.models.perceptual import PerceptualKind, perceptual_loss
 from ipoke.sampling import save_encoders
 from ipoke.train.trainer import TrainerParams, build_trainer, fit, is_ddp_worker, reset_stale_checkpoints
 
@@ -36,9 +37,9 @@ class EncoderLossConfig(Section):
     """L1 + perceptual for both encoders (appendix E.2; the reference weighs them equally)."""
 
     l1: float = Field(1.0, ge=0)
-    perceptual: Literal["vgg19", "none"] = "vgg19"
+    perceptual: PerceptualKind = "lpips_vgg16"  # the authors' choice; see ipoke/models/perceptual.py
     perceptual_weight: float = Field(1.0, ge=0)
-    perceptual_weights: str | None = None  # VGG19 file; null: the torch hub cache
+    perceptual_weights: str | None = None  # the network's weight file; null: the weights or torch hub cache
     flow_scale_px: float = Field(8.0, gt=0)  # flow / this is what the perceptual net sees
     # weight of moving pixels (flow >= moving_flow_px) in the flow L1 (paper: 1; see the module docstring)
     moving_weight: float = Field(1.0, ge=1.0)
@@ -80,9 +81,8 @@ class EncoderPretraining(L.LightningModule):
         self.cfg = cfg = EncodersProfile.model_validate(profile)
         self.encoders = build_conditioner(cfg.model, cfg.resolution, poke_conditioning=True)
         # Frozen and pretrained: kept out of the state dict (and checkpoints) on purpose.
-        self._perceptual = (
-            [VGGPerceptualLoss(cfg.loss.perceptual_weights)] if cfg.loss.perceptual == "vgg19" else []
-        )
+        loss = perceptual_loss(cfg.loss.perceptual, cfg.loss.perceptual_weights)
+        self._perceptual = [loss] if loss is not None else []
 
     def setup(self, stage: str) -> None:
         for net in self._perceptual:
