@@ -15,7 +15,9 @@ from ipoke.errors import IpokeError
 from ipoke.metrics.perceptual import Lpips
 from ipoke.models.autoencoder import (
     AEConfig,
+    FrameDecoder,
     VideoAutoencoder,
+    backward_warp,
     kl_divergence,
     load_autoencoder,
     save_autoencoder,
@@ -28,6 +30,7 @@ from ipoke.train.autoencoder import (
     AEProfile,
     AutoencoderModule,
     TrainAEParams,
+    end_flow_error,
     pixel_losses,
 )
 from ipoke.train.trainer import build_trainer, fit
@@ -425,3 +428,58 @@ def test_train_autoencoder_on_synthetic_shards_resumes_and_exports(tmp_path_fact
     assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 4
     profile["trainer"]["max_steps"] = 3  # same settings, longer: continues from the checkpoint
     assert train_autoencoder(AEProfile.model_validate(profile), shards, tmp_path)["steps"] == 3
+
+
+# ------------------------------------------------------------------------------ demo options: warp, motion
+
+WARP = TINY.model_copy(update={"decoder_output": "warp", "encoder_motion_input": True})
+
+
+def test_backward_warp_moves_content_by_whole_pixels_exactly():
+    image = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    flow = torch.zeros(1, 2, 16, 16)
+    flow[:, 0], flow[:, 1] = 2.0, -3.0  # every pixel samples x0 two to the right and three up
+    warped = backward_warp(image, flow)
+    assert torch.allclose(warped[..., 3:, :14], image[..., :13, 2:], atol=1e-6)
+
+
+def test_warp_decoder_starts_as_copying_x0():
+    model = VideoAutoencoder(WARP).eval()
+    video = clip(2)
+    recon, _, _, flow = model.reconstruct(video)
+    assert flow.shape == (2, 10, 2, 32, 32) and flow.abs().max() == 0
+    mask = torch.sigmoid(torch.tensor(FrameDecoder.MASK_INIT))
+    assert (recon - video[:, :1]).abs().amax() <= (1 - mask) * 2 + 1e-6  # only the 2% colour blend differs
+
+
+@pytest.mark.parametrize("stride", [2, 4])
+def test_warp_stride_predicts_coarse_fields_at_full_resolution(stride):
+    cfg = AEConfig.model_validate(WARP.model_dump() | {"warp_stride": stride})
+    frames, _, _, flow = VideoAutoencoder(cfg).reconstruct(clip(1))
+    assert frames.shape == (1, 10, 3, 32, 32) and flow.shape == (1, 10, 2, 32, 32)
+
+
+def test_warp_stride_needs_the_warp_decoder():
+    with pytest.raises(ValueError, match="warp_stride"):
+        AEConfig.model_validate(TINY.model_dump() | {"warp_stride": 2})
+
+
+def test_motion_input_lets_the_encoder_see_changes_from_x0():
+    model = VideoAutoencoder(WARP).eval()
+    stem = model.encoder.stem[0]
+    assert stem.in_channels == 6
+    video = clip(1)
+    with torch.no_grad():
+        stem.weight.zero_()
+        stem.weight[:, 3:] = 1.0  # only the x_t - x0 channels count
+        still = video[:, :1].expand_as(video).contiguous()
+        assert not torch.allclose(model.encode(video), model.encode(still))
+        assert torch.allclose(model.encode(still), model.encode(still + 0 * video))
+
+
+def test_end_flow_error_is_zero_for_the_exact_backward_flow_of_a_translation():
+    forward = torch.zeros(1, 2, 16, 16)
+    forward[:, 0] = 3.0
+    assert end_flow_error(-forward, forward).item() == pytest.approx(0.0, abs=1e-6)
+    assert end_flow_error(torch.zeros_like(forward), forward).item() == pytest.approx(3.0)
+    assert end_flow_error(forward, forward).item() == pytest.approx(6.0)

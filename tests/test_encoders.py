@@ -135,3 +135,16 @@ def test_flow_decoder_pretraining_reduces_the_flow_error():
         optimizer.step()
         errors.append(error.item())
     assert errors[-1] < 0.7 * errors[0]
+
+
+def test_poke_grid_hands_the_cinn_the_pooled_poke():
+    config = SMALL.model_copy(update={"poke_grid": True, "flow_unit_px": 4.0})
+    encoder = PokeEncoder(config, 64)
+    batch = loader_batch()
+    c = encoder(batch["poke"], batch["video"][:, 0])
+    assert c.shape == (2, SMALL.poke_channels + 3, 8, 8) and encoder.out_channels == SMALL.poke_channels + 3
+    grid = c[:, SMALL.poke_channels :]
+    expected = torch.nn.functional.adaptive_avg_pool2d(batch["poke"] / 4.0, 8)
+    torch.testing.assert_close(grid[:, :2], expected)
+    assert torch.allclose(grid[:, 2].sum(dim=(1, 2)), torch.full((2,), 25 / 64))  # one 5x5 patch per clip
+    assert encoder.decode(c).shape == (2, 2, 64, 64)  # the flow decoder reads the learned features only

@@ -20,6 +20,7 @@ from ipoke.data.flow import INDEX_NAME, FlowParams, estimate
 from ipoke.data.frames import FramesParams, extract, read_index
 from ipoke.data.loader import LoaderParams, make_loader
 from ipoke.data.shards import CLIPS_NAME, ShardParams, npy_load, shard_urls, write_index, write_shards
+from ipoke.errors import IpokeError
 
 
 def run_pipeline(raw: Path, root: Path, frames: FramesParams, flow: FlowParams, shard: ShardParams, name):
@@ -149,3 +150,17 @@ def test_synthetic_samples_carry_ground_truth_at_stored_resolution(tmp_path_fact
     for poke in json.loads(sample["pokes.json"]):  # recorded pokes overlapping the clip, in clip frames
         assert poke["frame_end"] >= 0 and poke["frame_start"] <= 10
         assert 0 <= poke["x"] < 64 and 0 <= poke["y"] < 64
+
+
+def test_clips_below_the_motion_threshold_are_left_out_and_counted(toy, tmp_path):
+    raw, frames_dir, flow_dir, _ = toy
+    flow_index = pd.read_parquet(flow_dir / INDEX_NAME)
+    threshold = float(flow_index["mag_p99"].median())
+    result = reshard(toy, str(tmp_path), ShardParams(min_motion_px=threshold))
+    moving = flow_index[flow_index["mag_p99"] >= threshold]
+    assert sorted(result.clips["clip_id"]) == sorted(moving["clip_id"])
+    for split, group in flow_index.groupby("split"):
+        assert result.dropped[split] == int((group["mag_p99"] < threshold).sum())
+    assert (result.clips["mag_p99"] >= threshold).all()
+    with pytest.raises(IpokeError, match="min_motion_px"):
+        reshard(toy, str(tmp_path / "none"), ShardParams(min_motion_px=1e6))

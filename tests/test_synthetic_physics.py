@@ -124,3 +124,14 @@ def test_poke_timings_follow_the_params():
             assert 10 <= t.end - t.start <= 18 and t.start < t.drag_end < t.end <= 47
             if k:
                 assert t.start - timings[k - 1].end >= 6
+
+
+def test_pokes_start_on_the_onset_grid_without_overlapping():
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        timings = pokes.plan_timings(rng, 48, (18, 22), (4, 8), 0.0, (6, 12), onset_grid=4)
+        assert timings
+        for k, t in enumerate(timings):
+            assert t.start % 4 == 0 and 18 <= t.end - t.start <= 22 and t.end <= 47
+            if k:
+                assert t.start - timings[k - 1].end >= 4

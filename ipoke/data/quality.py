@@ -8,7 +8,8 @@ splits), the loader's pokes of epochs ``0 .. draws - 1`` (:func:`ipoke.data.load
 * ``pokes_on_changing``: share of foreground pokes on pixels that change over the clip;
 * ``background_pokes_on_changing``: share of background pokes whose patch touches such a pixel (their
   target is the still video, so this should be 0);
-* ``median_poke_px``: median length of the foreground pokes, in stored pixels;
+* ``median_poke_px``: median length of the foreground pokes, in stored pixels, and per split the
+  distribution of their lengths (``poke_px_<split>_p10``, ``_median``, ``_p90``);
 * ``still_clips``: share of clips in which fewer than ``still_share`` of the pixels change;
 * the download's and extract_frames' skipped videos counted by reason (the text before the first colon
   of ``skipped.csv``'s reason), still videos and videos with a size note from the frames index.
@@ -129,6 +130,17 @@ def _share(count: int, total: int) -> float | None:
     return round(count / total, 4) if total else None
 
 
+def poke_length_quantiles(clips: pd.DataFrame) -> dict[str, float]:
+    """10th, 50th and 90th percentile of the foreground poke lengths of each split, in stored pixels."""
+    out = {}
+    for split, group in clips.groupby("split", sort=True):
+        lengths = [x for row in group["poke_lengths"] for x in row]
+        if lengths:
+            for name, q in (("p10", 10), ("median", 50), ("p90", 90)):
+                out[f"poke_px_{split}_{name}"] = round(float(np.percentile(lengths, q)), 3)
+    return out
+
+
 def summary(clips: pd.DataFrame, raw_dir: Path, frames_dir: Path) -> dict:
     """The metrics of ``metrics/data_quality.json`` (flat; None where nothing was there to count) and the
     details for the report."""
@@ -144,6 +156,7 @@ def summary(clips: pd.DataFrame, raw_dir: Path, frames_dir: Path) -> dict:
         "pokes_on_changing": _share(int(clips["fg_on_changing"].sum()), fg),
         "background_pokes_on_changing": _share(int(clips["bg_on_changing"].sum()), bg),
         "median_poke_px": round(float(np.median(lengths)), 3) if lengths else None,
+        **poke_length_quantiles(clips),
         "still_clips": _share(int(clips["still"].sum()), len(clips)),
         "still_videos": len(still_videos),
         "noted_videos": sum(bool(n) for n in notes.values()),

@@ -57,6 +57,7 @@ from torch.utils.data import default_collate
 
 from ipoke.config import Section
 from ipoke.data.loader import LoaderParams, make_example, tar_samples
+from ipoke.data.motion_evidence import motion_evidence
 from ipoke.data.pokes import PokeParams, draw_patches, sample_pokes
 from ipoke.data.shards import npy_load, shard_urls
 from ipoke.errors import IpokeError
@@ -210,6 +211,7 @@ class _Accumulator:
 
     clip_ids: list = field(default_factory=list)
     n_pokes: list = field(default_factory=list)
+    poke_lengths: list = field(default_factory=list)  # px, every test poke
     psnr: list = field(default_factory=list)
     ssim: list = field(default_factory=list)
     lpips: list = field(default_factory=list)
@@ -303,6 +305,7 @@ def _evaluate_batch(
                 acc.keypoints[method].append(error)
         acc.clip_ids.append(clip_id)
         acc.n_pokes.append(len(pokes))
+        acc.poke_lengths.extend(np.hypot(pokes[:, 2], pokes[:, 3]).tolist())
     if keep_clips:
         acc.real.append(gt_u8)
         acc.generated.append(samples_u8[:, 0])
@@ -361,9 +364,11 @@ def _ambiguity_pokes(clip: TestClip, profile: EvalProfile, pokes: PokeParams) ->
     params = pokes.model_copy(update={"max_pokes": AMBIGUITY_POKES, "background_prob": 0.0})
     flow = clip.example["flow"].numpy()
     mask = clip.example["mask"].numpy() if "mask" in clip.example else None
+    evidence = motion_evidence(float_to_uint8(clip.example["video"])) if params.motion_evidence else None
     key = zlib.crc32(clip.example["clip_id"].encode())
     for attempt in range(100):
-        drawn = sample_pokes(flow, np.random.default_rng([profile.seed, key, attempt]), params, mask)
+        rng = np.random.default_rng([profile.seed, key, attempt])
+        drawn = sample_pokes(flow, rng, params, mask, evidence)
         if drawn.n == AMBIGUITY_POKES:
             return drawn.points.astype(np.float64)
     return None
@@ -510,6 +515,7 @@ def evaluate(
         poke_conditioned=bool(pipeline.poke_conditioned),
         clip_ids=acc.clip_ids,
         n_pokes=np.asarray(acc.n_pokes),
+        poke_lengths=np.asarray(acc.poke_lengths),
         psnr=np.concatenate(acc.psnr),
         ssim=np.concatenate(acc.ssim),
         lpips=no_lpips or np.concatenate(acc.lpips),

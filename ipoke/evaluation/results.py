@@ -59,6 +59,7 @@ class EvaluationResults:
     poke_conditioned: bool
     clip_ids: list[str]
     n_pokes: np.ndarray  # (N,) pokes given per clip
+    poke_lengths: np.ndarray  # (sum of n_pokes,) length of every test poke, px
     psnr: np.ndarray  # (N, n) per sample, mean over frames
     ssim: np.ndarray  # (N, n)
     lpips: Measured  # (N, n)
@@ -85,6 +86,10 @@ class EvaluationResults:
         return {
             "n_clips": self.n_clips,
             "n_samples": self.n_samples,
+            "test_poke_px": {
+                name: _round(np.percentile(self.poke_lengths, q))
+                for name, q in (("p10", 10), ("median", 50), ("p90", 90))
+            },
             "fvd": _value(self.fvd),
             "lpips": _mean(self.lpips),
             "ssim": _mean(self.ssim),

@@ -73,6 +73,7 @@ class AELossConfig(Section):
     # frame's backward flow b, |b(p + u(p)) + u(p)| in pixels, moving pixels weighted by moving_weight. The
     # photometric losses only pull a warp within about a pixel of the right place; this anchors the motion.
     flow: float = Field(0.0, ge=0)
+    flow_magnitude_weight: bool = False  # weigh each pixel's flow error by 1 + |u| (px): fast parts count most
     perceptual: PerceptualKind = "vgg16"  # see ipoke/models/perceptual.py
     perceptual_weight: float = Field(10.0, ge=0)
     perceptual_weights: str | None = None  # the network's weight file; null: the weights or torch hub cache
@@ -138,12 +139,18 @@ def pixel_losses(
     return terms, weights.l1 * terms["l1"] + weights.l2 * terms["l2"]
 
 
-def end_flow_error(backward: torch.Tensor, forward: torch.Tensor, moving_weight: float = 1.0) -> torch.Tensor:
+def end_flow_error(
+    backward: torch.Tensor, forward: torch.Tensor, moving_weight: float = 1.0, by_magnitude: bool = False
+) -> torch.Tensor:
     """Mean |b(p + u(p)) + u(p)| (pixels) between a predicted backward flow ``b`` of the last frame and the
     start->end flow ``u`` (both (B, 2, H, W)): zero when b maps every moved pixel back to where it came from.
-    Pixels that move at least a pixel weigh ``moving_weight``."""
+    Pixels that move at least a pixel weigh ``moving_weight``; ``by_magnitude``: every pixel weighs 1 + |u|."""
     error = (backward_warp(backward, forward) + forward).norm(dim=1)
-    weight = 1.0 + (moving_weight - 1.0) * (forward.norm(dim=1) >= 1.0).to(error.dtype)
+    magnitude = forward.norm(dim=1)
+    if by_magnitude:
+        weight = 1.0 + magnitude
+    else:
+        weight = 1.0 + (moving_weight - 1.0) * (magnitude >= 1.0).to(error.dtype)
     return (weight * error).sum() / weight.sum()
 
 
@@ -229,7 +236,9 @@ class AutoencoderModule(L.LightningModule):
         self.toggle_optimizer(opt_g)
         g_losses = self._generator_losses(video, recon, fake_clip, mu, logvar, real_features, pick)
         if self.cfg.loss.flow > 0 and flow is not None:
-            g_losses["flow"] = end_flow_error(flow[:, -1], batch["flow"], self.cfg.loss.moving_weight)
+            g_losses["flow"] = end_flow_error(
+                flow[:, -1], batch["flow"], self.cfg.loss.moving_weight, self.cfg.loss.flow_magnitude_weight
+            )
             g_losses["g_total"] = g_losses["g_total"] + self.cfg.loss.flow * g_losses["flow"]
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(g_losses["g_total"])
