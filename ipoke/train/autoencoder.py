@@ -132,14 +132,20 @@ def frame_motion(frames: torch.Tensor) -> torch.Tensor:
 
 
 class AutoencoderModule(L.LightningModule):
-    """Autoencoder + discriminators with alternating manual optimisation."""
+    """Autoencoder + discriminators with alternating manual optimisation.
+
+    Subclasses that train another network with the same losses (the cVAE baseline) override
+    ``profile_type``, :meth:`build_model`, :meth:`reconstruct` and :meth:`kl_weight`.
+    """
+
+    profile_type: type[AEProfile] = AEProfile
 
     def __init__(self, profile: dict):
         super().__init__()
         self.save_hyperparameters(logger=False)
-        self.cfg = cfg = AEProfile.model_validate(profile)
+        self.cfg = cfg = self.profile_type.model_validate(profile)
         self.automatic_optimization = False
-        self.ae = VideoAutoencoder(cfg.model)
+        self.ae = self.build_model(cfg)
         self.adversarial = cfg.loss.adversarial
         if self.adversarial:
             self.disc_s = PatchDiscriminator(cfg.disc)
@@ -153,6 +159,16 @@ class AutoencoderModule(L.LightningModule):
             | {f"{s}_{m}": MeanMetric() for s in SUBSETS for m in MOTION}
         )
         self._gif_clips: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def build_model(self, cfg: AEProfile) -> nn.Module:
+        return VideoAutoencoder(cfg.model)
+
+    def reconstruct(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(frames 1..T, mu, logvar)`` of a batch: from a posterior sample in training, the mean in eval."""
+        return self.ae(self._video(batch))
+
+    def kl_weight(self) -> float:
+        return self.cfg.loss.kl
 
     @property
     def optimizer_steps_per_batch(self) -> int:
@@ -190,7 +206,7 @@ class AutoencoderModule(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
         video = self._video(batch)
-        recon, mu, logvar = self.ae(video)
+        recon, mu, logvar = self.reconstruct(batch)
         fake_clip = torch.cat([video[:, :1], recon], 1)
         optimizers = self.optimizers()
         opt_g = optimizers[0] if self.adversarial else optimizers
@@ -259,7 +275,7 @@ class AutoencoderModule(L.LightningModule):
         target = video[:, 1:]
         losses, total = pixel_losses(recon, video, w)
         losses["kl"] = kl_divergence(mu, logvar)
-        total = total + w.kl * losses["kl"]
+        total = total + self.kl_weight() * losses["kl"]
         if self._perceptual:
             losses["perceptual"] = self._perceptual[0](recon.flatten(0, 1), target.flatten(0, 1))
             total = total + w.perceptual_weight * losses["perceptual"]
@@ -293,7 +309,7 @@ class AutoencoderModule(L.LightningModule):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         video = self._video(batch)
         target = video[:, 1:]
-        recon, _, _ = self.ae(video)
+        recon, _, _ = self.reconstruct(batch)
         weights = {"all": torch.ones(len(video), device=video.device), "moving": self.moving(batch).float()}
         for method, pred in (("recon", recon), ("static", video[:, :1].expand_as(target))):
             scores = {
