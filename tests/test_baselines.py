@@ -228,7 +228,7 @@ def test_hao_warping_is_exact_on_a_translated_texture():
     assert np.abs(warp_along(x0, trajectories, sigma=4.8) - truth)[inside].max() < 1e-6
     # The whole baseline, trajectories tracked with optical flow, is within half a grey level.
     pokes = np.array([[24.0, 24.0, 10.0, -10.0]])
-    video = HaoWarping(HaoConfig()).video(clip, pokes, np.random.default_rng(0))
+    video = HaoWarping(HaoConfig()).clip_video(clip, pokes, np.random.default_rng(0))
     assert np.abs(video - truth)[inside].max() * 127.5 < 0.5
 
 
@@ -249,6 +249,6 @@ def test_hao_samples_one_deterministic_video_per_clip():
     points = torch.tensor([[[10.0, 10.0, 5.0, 0.0]] * 5] * 2)
     n_pokes = torch.tensor([1, 1])
     hao = HaoWarping(HaoConfig())
-    out = hao.sample_batch(video, points, n_pokes, seed=3)
+    out = hao.batch_videos(video, points, n_pokes, seed=3)
     assert out.shape == (2, 1, 11, 3, 32, 32) and torch.equal(out[:, 0, 0], video[:, 0])
-    assert torch.equal(out, hao.sample_batch(video, points, n_pokes, seed=3))
+    assert torch.equal(out, hao.batch_videos(video, points, n_pokes, seed=3))

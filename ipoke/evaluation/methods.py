@@ -53,7 +53,7 @@ def hao_method(cfg: HaoConfig) -> Method:
     hao = HaoWarping(cfg)
 
     def sample(batch: dict, n: int, seed: int) -> torch.Tensor:
-        return hao.sample_batch(batch["video"], batch["poke_points"], batch["n_pokes"], seed)
+        return hao.batch_videos(batch["video"], batch["poke_points"], batch["n_pokes"], seed)
 
     label = f"Hao et al. [27]: x0 warped along {cfg.k} tracked trajectories (appendix F, no network)"
     return Method("hao", "Hao et al.", label, False, sample)

@@ -102,7 +102,7 @@ class HaoWarping:
     def __init__(self, cfg: HaoConfig):
         self.cfg = cfg
 
-    def video(self, clip: np.ndarray, pokes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def clip_video(self, clip: np.ndarray, pokes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """``clip`` (T + 1, S, S, 3) uint8 with x0 first, ``pokes`` (n, 4) rows (x, y, dx, dy) -> the
         baseline's frames 1..T (T, S, S, 3) float32 in [-1, 1]; ``rng`` draws the uniform points."""
         size = clip.shape[1]
@@ -111,7 +111,7 @@ class HaoWarping:
         x0 = clip[0].astype(np.float32) / 127.5 - 1.0
         return warp_along(x0, trajectories, self.cfg.bandwidth * size)
 
-    def sample_batch(
+    def batch_videos(
         self, video: torch.Tensor, poke_points: torch.Tensor, n_pokes: torch.Tensor, seed: int
     ) -> torch.Tensor:
         """Real clips (B, T + 1, 3, S, S) in [-1, 1] and their pokes (B, P, 4), ``n_pokes`` (B,) of them
@@ -120,7 +120,7 @@ class HaoWarping:
         out = []
         for b, clip in enumerate(clips):
             pokes = poke_points[b, : int(n_pokes[b])].double().numpy()
-            frames = self.video(clip, pokes, np.random.default_rng([seed, b]))
+            frames = self.clip_video(clip, pokes, np.random.default_rng([seed, b]))
             frames = torch.from_numpy(frames).permute(0, 3, 1, 2)
             out.append(torch.cat([video[b, :1].cpu().float(), frames], dim=0))
         return torch.stack(out)[:, None]
