@@ -77,9 +77,9 @@ def headline(record: dict[str, Any]) -> str:
         if gap > 0
         else ""
     )
-    compared = "".join(
-        f" {html.escape(s['name'])} {tables.cell(s['control_error_px'])} px"
-        f" (DIV MSE {tables.cell(s['div_mse_e4'])})."
+    compared = "; ".join(
+        f"{html.escape(s['name'])} {tables.cell(s['control_error_px'])} px"
+        + ("" if s["div_mse_e4"] is None else f" (DIV MSE {tables.cell(s['div_mse_e4'])})")
         for s in tables.baselines(record).values()
     )
     return (
@@ -87,7 +87,7 @@ def headline(record: dict[str, Any]) -> str:
         f"· GT floor {floor:.2f} px · no poke {none:.2f} px.</strong>{closed} Diversity between samples: "
         f"DIV MSE {tables.cell(record['metrics']['div_mse_e4'])} (x1e4), DIV LPIPS "
         f"{tables.cell(record['metrics']['div_lpips_e4'])} (x1e4)."
-        + (f" Baselines on the same clips, control error:{compared}" if compared else "")
+        + (f" Baselines on the same clips, control error: {compared}." if compared else "")
         + "</div>"
     )
 

@@ -126,6 +126,11 @@ def train_cvae(profile: CVAEProfile, paths: CVAEPaths, run_id: str | None = None
     """
     if not (paths.shards / CLIPS_NAME).is_file():
         raise IpokeError(f"{paths.shards}: no shards (clips.parquet missing): run the shard stage first")
+    if profile.model is not None or profile.encoders is not None:
+        raise IpokeError(
+            "train_cvae: remove model/encoders from the profile; the architecture is the trained AE's and "
+            "encoders' (train_ae.<profile>.model, train_encoders.<profile>.model)"
+        )
     ae = load_autoencoder(paths.ae)
     conditioner, encoders = load_encoders(paths.encoders)
     if encoders.resolution != ae.cfg.resolution:
