@@ -1,10 +1,11 @@
 """DVC stage ``evaluate``: the paper's evaluation protocol on the trained pipeline and the test shards.
 
 Reads ``evaluate.<profile>`` (see :mod:`ipoke.evaluation.protocol`) and the training poke simulation
-``loader.pokes``. Deps: ``models/<dataset>/pipeline/``,
-``data/shards/<dataset>/``. Outs: ``outputs/<dataset>/eval/`` (layout in :mod:`ipoke.evaluation.outputs`),
-``metrics/evaluate.json`` and the plot data ``plots/<dataset>/ambiguity.csv``. Everything is logged to the
-stage's MLflow run; tables, figures, videos and headline metrics also to the pipeline's parent run.
+``loader.pokes``. Deps: ``models/<dataset>/pipeline/``, the trained baselines ``models/<dataset>/ii2v/``
+and ``models/<dataset>/cvae/`` (those named in ``baselines`` are scored), ``data/shards/<dataset>/``.
+Outs: ``outputs/<dataset>/eval/`` (layout in :mod:`ipoke.evaluation.outputs`), ``metrics/evaluate.json``
+and the plot data ``plots/<dataset>/ambiguity.csv``. Everything is logged to the stage's MLflow run; tables,
+figures, videos and headline metrics also to the pipeline's parent run.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ipoke.config import load_section
 from ipoke.data.loader import LoaderParams
 from ipoke.errors import IpokeError
 from ipoke.evaluation import protocol, tables
+from ipoke.evaluation.methods import load_baselines
 from ipoke.evaluation.outputs import ambiguity_csv, write_outputs
 from ipoke.evaluation.parent_run import log_to_parent_run, numeric
 from ipoke.metrics.fvd import load_i3d
@@ -41,7 +43,9 @@ def main() -> None:
         lpips = load_lpips(pipeline.device, net=profile.lpips_net)
         i3d = load_i3d(device=pipeline.device)
         pokes = load_section("loader", LoaderParams).pokes  # the pokes the model was trained with
-        results = protocol.evaluate(pipeline, shards, profile, st.dataset, lpips, i3d, pokes)
+        models = Path("models") / st.dataset
+        baselines = load_baselines(profile.baselines, models, profile.hao, pipeline.device)
+        results = protocol.evaluate(pipeline, shards, profile, st.dataset, lpips, i3d, pokes, baselines)
         with atomic.atomic_path(out, directory=True) as tmp:
             record = write_outputs(results, tmp, profile_name, protocol.__doc__, profile.grid_fps)
         atomic.write_text(plot, ambiguity_csv(results))

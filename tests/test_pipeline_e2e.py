@@ -1,8 +1,8 @@
 """The whole DAG on a tiny config: `ipoke repro` in a fresh project, then a no-op rerun.
 
 This is the integration test of the product: every stage runs for real (synthetic world -> frames -> flow ->
-shards -> data quality, AE -> encoders -> cINN -> evaluation -> report), each logs a child MLflow run under
-one parent run, and the trained pipeline it leaves behind samples videos.
+shards -> data quality, AE -> encoders -> cINN, and the II2V and cVAE baselines -> evaluation -> report),
+each logs a child MLflow run under one parent run, and the trained pipeline it leaves behind samples videos.
 """
 
 from __future__ import annotations
@@ -48,6 +48,12 @@ TINY = {
             "test_frames": 2,
         }
     },
+    "train_ii2v": {
+        "demo": {"trainer": FAST_TRAINER, "pretrain_steps": 2, "loader": TINY_LOADER, "eval_batches": 1}
+    },
+    "train_cvae": {
+        "demo": {"trainer": FAST_TRAINER, "loader": TINY_LOADER, "eval_batches": 1, "gif_clips": 1}
+    },
     "evaluate": {
         "demo": {
             "n_clips": 2,
@@ -68,6 +74,8 @@ STAGES = [
     "train_ae",
     "train_encoders",
     "train_cinn",
+    "train_ii2v",
+    "train_cvae",
     "evaluate",
     "report",
 ]
@@ -117,6 +125,8 @@ def test_whole_dag_runs_tracks_and_samples(project):
         "shard",
         "train_ae",
         "train_cinn",
+        "train_ii2v",
+        "train_cvae",
         "evaluate",
     } <= set(metrics)
     assert metrics["download"]["videos"] == 4 and metrics["download"]["skipped"] == 0
@@ -124,6 +134,7 @@ def test_whole_dag_runs_tracks_and_samples(project):
     # the pretrained I3D and LPIPS weights (make setup) turn the perceptual metrics into numbers
     evaluated = {k: metrics["evaluate"][k] for k in ("fvd", "lpips", "div_lpips_e4")}
     assert all(isinstance(v, float) and np.isfinite(v) for v in evaluated.values()), evaluated
+    assert set(metrics["evaluate"]["baselines"]) == {"ii2v", "hao", "cvae"}
     assert (project / "reports" / "synthetic" / "index.html").stat().st_size > 10_000
     assert "<h2>Data</h2>" in (project / "reports" / "synthetic" / "index.html").read_text()
 

@@ -96,8 +96,9 @@ def kinematics_figure(example: KinematicsExample) -> bytes:
 
 
 def grid_video(example: GridExample, target_px: int = 128) -> np.ndarray:
-    """``(T, H, W', 3)`` uint8: GT | sample 1..n | no-poke sample side by side, pokes drawn on each."""
-    columns = [example.ground_truth, *example.samples, example.no_poke]
+    """``(T, H, W', 3)`` uint8: GT | sample 1..n | no-poke sample | baselines side by side, pokes drawn on
+    each."""
+    columns = [example.ground_truth, *example.samples, example.no_poke, *example.baselines.values()]
     factor = display_factor(example.ground_truth.shape[1], target_px)
     scaled = [upscale(c, factor) for c in columns]
     pokes = [tuple(float(v) * factor for v in p) for p in example.pokes]
@@ -110,8 +111,9 @@ def grid_video(example: GridExample, target_px: int = 128) -> np.ndarray:
     return np.concatenate(pieces, axis=2)
 
 
-def grid_labels(n_samples: int) -> list[str]:
-    return ["ground truth", *(f"sample {i + 1}" for i in range(n_samples)), "no poke"]
+def grid_labels(example: GridExample) -> list[str]:
+    samples = (f"sample {i + 1}" for i in range(len(example.samples)))
+    return ["ground truth", *samples, "no poke", *example.baselines]
 
 
 def control_panels(

@@ -8,7 +8,7 @@ Layout (all paths in ``results.json`` are relative to the directory)::
     ambiguity.csv     the Fig. 9 curve (n_pokes, mean_error, std_error, best_error)
     tables.md/.html   the paper-shaped tables with this run's rows
     figures/*.png     control errors, ambiguity curve, kinematics maps
-    grids/*.gif|.mp4  GT | samples | no-poke videos with the pokes drawn
+    grids/*.gif|.mp4  GT | samples | no-poke | baseline videos with the pokes drawn
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def write_outputs(
             {
                 "clip_id": grid.clip_id,
                 "pokes": [[round(float(v), 2) for v in p] for p in grid.pokes],
-                "columns": figures.grid_labels(len(grid.samples)),
+                "columns": figures.grid_labels(grid),
                 "gif": _write(directory, f"grids/grid_{i}.gif", encode_gif(video, fps)),
                 "mp4": _write(directory, f"grids/grid_{i}.mp4", encode_mp4(video, fps)),
             }

@@ -31,6 +31,11 @@ the poke. Frame 0 of every video is x0; the metrics below compare the T = 10 fra
 - Kinematics maps (Fig. 7): on the first ``kinematics.n_images`` test frames, ``kinematics.n_pokes``
   random pokes (paper: 1000) at the clip's first simulated poke location, up to ``kinematics.max_shift``
   of the frame size (:mod:`ipoke.metrics.kinematics`).
+- Baselines (Tables 1 and 3; ``baselines``): II2V, Hao et al.'s warping and the cVAE counterpart
+  (:mod:`ipoke.evaluation.methods`) are scored on the same clips and pokes, with the same seeds, metrics and
+  tracking: PSNR, SSIM, LPIPS, FVD, control and keypoint error, and diversity for the stochastic cVAE. The
+  deterministic II2V and Hao are sampled once per clip and get no diversity. Hao's trajectories come from
+  the real test clip (appendix F), the poked points' ending at their targets.
 - Ambiguity curve (Fig. 9): on ``ambiguity.n_examples`` clips (paper: 1000), 5 pokes from the same
   simulation (conditioned on drawing 5), the first k used for k = 1..5, ``ambiguity.n_samples`` samples
   each (paper: 50); error = keypoint distance where keypoints are known (as on iPER), else LPIPS (as on PP).
@@ -45,10 +50,10 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 import torch
@@ -61,11 +66,13 @@ from ipoke.data.motion_evidence import motion_evidence
 from ipoke.data.pokes import PokeParams, draw_patches, sample_pokes
 from ipoke.data.shards import npy_load, shard_urls
 from ipoke.errors import IpokeError
+from ipoke.evaluation.methods import Method
 from ipoke.evaluation.results import (
     CONTROL_METHODS,
     EvaluationResults,
     GridExample,
     KinematicsExample,
+    MethodScores,
 )
 from ipoke.metrics import MetricUnavailable
 from ipoke.metrics.ambiguity import AmbiguityExample, ambiguity_curve, keypoint_error, lpips_error
@@ -76,6 +83,7 @@ from ipoke.metrics.image import video_psnr, video_ssim
 from ipoke.metrics.kinematics import sample_kinematics_map
 from ipoke.metrics.perceptual import Lpips, LpipsNet
 from ipoke.metrics.videos import float_to_uint8, uint8_to_float
+from ipoke.models.baselines.hao import HaoConfig
 from ipoke.stage import progress
 
 AMBIGUITY_POKES = 5  # Fig. 9 goes from 1 to 5 pokes
@@ -111,6 +119,10 @@ class EvalProfile(Section):
     grid_clips: int = Field(4, ge=0, description="test clips shown as GT | samples | no-poke videos")
     grid_fps: float = Field(5.0, gt=0, description="frame rate of the sample grid videos")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:1, ...")
+    baselines: tuple[Literal["ii2v", "hao", "cvae"], ...] = Field(
+        (), description="baselines scored beside iPOKE (Tables 1 and 3); trained ones need their stage"
+    )
+    hao: HaoConfig = HaoConfig()
 
 
 class EvaluateParams(Section):
@@ -222,6 +234,32 @@ class _Accumulator:
     response: dict = field(default_factory=dict)  # "point_motion"/"frame_change" -> per-clip values
     real: list = field(default_factory=list)  # uint8 clips for FVD, only with an I3D
     generated: list = field(default_factory=list)
+    baselines: dict[str, _BaselineAccumulator] = field(default_factory=dict)
+
+    def rows(self, measure: str, method: str) -> list:
+        """The per-clip list of ``measure`` (control or keypoints) of an iPOKE row or a baseline."""
+        by_method = getattr(self, measure)
+        return by_method[method] if method in by_method else getattr(self.baselines[method], measure)
+
+
+@dataclass
+class _BaselineAccumulator:
+    """A baseline's per-clip results, gathered batch by batch."""
+
+    psnr: list = field(default_factory=list)
+    ssim: list = field(default_factory=list)
+    lpips: list = field(default_factory=list)
+    div_mse: list = field(default_factory=list)
+    div_lpips: list = field(default_factory=list)
+    control: list = field(default_factory=list)
+    keypoints: list = field(default_factory=list)
+    generated: list = field(default_factory=list)
+
+
+def _checked(videos: torch.Tensor, expected: tuple[int, ...], source: str) -> torch.Tensor:
+    if tuple(videos.shape) != expected:
+        raise IpokeError(f"{source} returned {tuple(videos.shape)}, expected {expected}")
+    return videos.detach().float().cpu()
 
 
 def _sample(pipeline: Pipeline, x0, poke, profile: EvalProfile, seed: int) -> torch.Tensor:
@@ -229,9 +267,24 @@ def _sample(pipeline: Pipeline, x0, poke, profile: EvalProfile, seed: int) -> to
         x0.to(pipeline.device), poke.to(pipeline.device), profile.n_samples, seed, profile.temperature
     )
     expected = (x0.shape[0], profile.n_samples, pipeline.n_frames, 3, pipeline.size, pipeline.size)
-    if tuple(videos.shape) != expected:
-        raise IpokeError(f"pipeline.sample_batch returned {tuple(videos.shape)}, expected {expected}")
-    return videos.detach().float().cpu()
+    return _checked(videos, expected, "pipeline.sample_batch")
+
+
+def _frame_scores(
+    pred: torch.Tensor, target: torch.Tensor, profile: EvalProfile, lpips: Lpips | MetricUnavailable,
+    diversity: bool = True,
+) -> dict[str, np.ndarray]:
+    """PSNR, SSIM, LPIPS of samples ``pred`` (B, n, T, 3, S, S) against ``target`` (B, 1, T, 3, S, S), and
+    the diversity between the samples (``div_mse``, ``div_lpips``) unless ``diversity`` is off."""
+    scores = {"psnr": video_psnr(pred, target, max_db=profile.psnr_max_db).numpy()}
+    scores["ssim"] = video_ssim(pred, target).numpy()
+    if not isinstance(lpips, MetricUnavailable):
+        scores["lpips"] = lpips.videos(pred, target).numpy()
+    if diversity:
+        scores["div_mse"] = pairwise_mse(pred).numpy()
+        if not isinstance(lpips, MetricUnavailable):
+            scores["div_lpips"] = pairwise_lpips(pred, lpips).numpy()
+    return scores
 
 
 def _control_rows(x0: np.ndarray, videos: dict[str, np.ndarray], pokes: np.ndarray) -> dict[str, float]:
@@ -272,21 +325,28 @@ def _evaluate_batch(
     lpips: Lpips | MetricUnavailable,
     acc: _Accumulator,
     keep_clips: bool,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Score one batch into ``acc``; returns the uint8 samples and no-poke samples for the grids."""
+    baselines: Sequence[Method] = (),
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Score one batch into ``acc``; returns the uint8 samples, no-poke samples and each baseline's first
+    videos (by method key) for the grids."""
     video, poke = batch["video"], batch["poke"]
     samples = _sample(pipeline, video[:, 0], poke, profile, seed)
     no_poke = _sample(pipeline, video[:, 0], torch.zeros_like(poke), profile, seed)
     recon = pipeline.reconstruct(video).detach().float().cpu()
     pred, target = samples[:, :, 1:], video[:, None, 1:]
-    acc.psnr.append(video_psnr(pred, target, max_db=profile.psnr_max_db).numpy())
-    acc.ssim.append(video_ssim(pred, target).numpy())
-    if not isinstance(lpips, MetricUnavailable):
-        acc.lpips.append(lpips.videos(pred, target).numpy())
-        acc.div_lpips.append(pairwise_lpips(pred, lpips).numpy())
-    acc.div_mse.append(pairwise_mse(pred).numpy())
+    for name, values in _frame_scores(pred, target, profile, lpips).items():
+        getattr(acc, name).append(values)
     gt_u8, samples_u8, no_poke_u8 = float_to_uint8(video), float_to_uint8(samples), float_to_uint8(no_poke)
     recon_u8 = float_to_uint8(recon)
+    baseline_u8 = {}
+    for method in baselines:
+        n = profile.n_samples if method.stochastic else 1
+        expected = (len(video), n, pipeline.n_frames, 3, pipeline.size, pipeline.size)
+        videos = _checked(method.sample(batch, n, seed), expected, f"baseline {method.key}")
+        scores = _frame_scores(videos[:, :, 1:], target, profile, lpips, diversity=method.stochastic)
+        for name, values in scores.items():
+            getattr(acc.baselines[method.key], name).append(values)
+        baseline_u8[method.key] = float_to_uint8(videos)
     for b, clip_id in enumerate(batch["clip_id"]):
         pokes = batch["poke_points"][b, : int(batch["n_pokes"][b])].double().numpy()
         videos = {
@@ -294,22 +354,24 @@ def _evaluate_batch(
             "ae_recon": recon_u8[b][None],
             "gt_floor": gt_u8[b][None],
             "no_poke": no_poke_u8[b],
-        }
+        } | {key: u8[b] for key, u8 in baseline_u8.items()}
         for method, error in _control_rows(gt_u8[b, 0], videos, pokes).items():
-            acc.control[method].append(error)
+            acc.rows("control", method).append(error)
         for name, value in _response(gt_u8[b, 0], samples_u8[b], pokes).items():
             acc.response.setdefault(name, []).append(value)
         if keypoints[b] is not None:
             rows = _keypoint_rows(gt_u8[b, 0], videos, keypoints[b], pokes, pipeline.size)
             for method, error in rows.items():
-                acc.keypoints[method].append(error)
+                acc.rows("keypoints", method).append(error)
         acc.clip_ids.append(clip_id)
         acc.n_pokes.append(len(pokes))
         acc.poke_lengths.extend(np.hypot(pokes[:, 2], pokes[:, 3]).tolist())
     if keep_clips:
         acc.real.append(gt_u8)
         acc.generated.append(samples_u8[:, 0])
-    return samples_u8, no_poke_u8
+        for key, u8 in baseline_u8.items():
+            acc.baselines[key].generated.append(u8[:, 0])
+    return samples_u8, no_poke_u8, {key: u8[:, 0] for key, u8 in baseline_u8.items()}
 
 
 def _background_response(
@@ -357,6 +419,36 @@ def _keypoint_result(acc: _Accumulator) -> dict[str, np.ndarray] | MetricUnavail
             "project.",
         )
     return values
+
+
+def _baseline_scores(
+    method: Method,
+    scores: _BaselineAccumulator,
+    keypoints: dict[str, np.ndarray] | MetricUnavailable,
+    lpips: Lpips | MetricUnavailable,
+    i3d: I3DFeatures | MetricUnavailable,
+    real: list[np.ndarray],
+) -> MethodScores:
+    """A baseline's results; keypoint error, LPIPS and FVD are not computed where iPOKE's are not."""
+    no_lpips = lpips if isinstance(lpips, MetricUnavailable) else None
+    diversity = method.stochastic
+    return MethodScores(
+        name=method.name,
+        label=method.label,
+        stochastic=method.stochastic,
+        psnr=np.concatenate(scores.psnr),
+        ssim=np.concatenate(scores.ssim),
+        lpips=no_lpips or np.concatenate(scores.lpips),
+        div_mse=np.concatenate(scores.div_mse) if diversity else None,
+        div_lpips=(no_lpips or np.concatenate(scores.div_lpips)) if diversity else None,
+        fvd=i3d
+        if isinstance(i3d, MetricUnavailable)
+        else fvd(np.concatenate(real), np.concatenate(scores.generated), i3d),
+        control_error=np.asarray(scores.control, np.float64),
+        keypoint_error=keypoints
+        if isinstance(keypoints, MetricUnavailable)
+        else np.asarray(scores.keypoints, np.float64),
+    )
 
 
 def _ambiguity_pokes(clip: TestClip, profile: EvalProfile, pokes: PokeParams) -> np.ndarray | None:
@@ -453,15 +545,16 @@ def evaluate(
     lpips: Lpips | MetricUnavailable,
     i3d: I3DFeatures | MetricUnavailable,
     pokes: PokeParams | None = None,
+    baselines: Sequence[Method] = (),
 ) -> EvaluationResults:
     """Run the whole protocol (see the module docstring) and return its results.
 
     ``pokes``: the training loader's poke simulation (``loader.pokes``); the test clips get
-    ``profile.n_test_pokes`` foreground pokes each.
+    ``profile.n_test_pokes`` foreground pokes each. ``baselines`` are scored beside the pipeline.
     """
     pokes = pokes or PokeParams()
     t0 = time.perf_counter()
-    acc = _Accumulator()
+    acc = _Accumulator(baselines={m.key: _BaselineAccumulator() for m in baselines})
     grids: list[GridExample] = []
     kept: list[TestClip] = []  # the first clips, for the kinematics maps and the ambiguity curve
     n_kept = max(profile.kinematics.n_images, profile.ambiguity.n_examples)
@@ -479,7 +572,7 @@ def evaluate(
     stream = batches(remember(test_clips(shard_dir, profile, pokes)), profile.batch_size, profile.n_clips)
     for i, (batch, keypoints) in progress(enumerate(stream), desc="evaluate", total=n_batches, unit="batch"):
         check_compatible(pipeline, batch["video"], str(shard_dir))
-        samples, no_poke = _evaluate_batch(
+        samples, no_poke, firsts = _evaluate_batch(
             pipeline,
             batch,
             keypoints,
@@ -488,6 +581,7 @@ def evaluate(
             lpips,
             acc,
             keep_clips=not isinstance(i3d, MetricUnavailable),
+            baselines=baselines,
         )
         for b in range(min(len(samples), profile.grid_clips - len(grids))):
             grids.append(
@@ -497,6 +591,7 @@ def evaluate(
                     float_to_uint8(batch["video"][b]),
                     samples[b],
                     no_poke[b, 0],
+                    {m.name: firsts[m.key][b] for m in baselines},
                 )
             )
     if len(acc.clip_ids) < 2:
@@ -507,6 +602,7 @@ def evaluate(
         sampler, kept[: profile.ambiguity.n_examples], profile, pokes, pipeline.size, lpips
     )
     no_lpips = lpips if isinstance(lpips, MetricUnavailable) else None
+    keypoint_error = _keypoint_result(acc)
     return EvaluationResults(
         dataset=dataset,
         size=pipeline.size,
@@ -525,11 +621,15 @@ def evaluate(
         if isinstance(i3d, MetricUnavailable)
         else fvd(np.concatenate(acc.real), np.concatenate(acc.generated), i3d),
         control_error={m: np.asarray(v, np.float64) for m, v in acc.control.items()},
-        keypoint_error=_keypoint_result(acc),
+        keypoint_error=keypoint_error,
         ambiguity=ambiguity,
         ambiguity_error=ambiguity_label,
         kinematics=_kinematics(sampler, kept[: profile.kinematics.n_images], profile, pipeline.size),
         poke_response=_background_response(pipeline, shard_dir, profile, pokes, acc.response),
         grids=grids,
         seconds=time.perf_counter() - t0,
+        baselines={
+            m.key: _baseline_scores(m, acc.baselines[m.key], keypoint_error, lpips, i3d, acc.real)
+            for m in baselines
+        },
     )

@@ -78,11 +78,18 @@ def headline(record: dict[str, Any]) -> str:
         if gap > 0
         else ""
     )
+    compared = "; ".join(
+        f"{html.escape(s['name'])} {tables.cell(s['control_error_px'])} px"
+        + ("" if s["div_mse_e4"] is None else f" (DIV MSE {tables.cell(s['div_mse_e4'])})")
+        for s in tables.baselines(record).values()
+    )
     return (
         f'<div class="headline"><strong>Control error: iPOKE {ipoke:.2f} px · AE reconstruction {ae:.2f} px '
         f"· GT floor {floor:.2f} px · no poke {none:.2f} px.</strong>{closed} Diversity between samples: "
         f"DIV MSE {tables.cell(record['metrics']['div_mse_e4'])} (x1e4), DIV LPIPS "
-        f"{tables.cell(record['metrics']['div_lpips_e4'])} (x1e4).</div>"
+        f"{tables.cell(record['metrics']['div_lpips_e4'])} (x1e4)."
+        + (f" Baselines on the same clips, control error: {compared}." if compared else "")
+        + "</div>"
     )
 
 
@@ -121,8 +128,9 @@ def _grids(record: dict[str, Any], directory: Path, limit: int) -> str:
         return ""
     return (
         "<h2>Samples</h2><p>Each row loops one test clip: the ground truth, the samples drawn with the poke "
-        "fixed, and a sample with an empty poke map (same seed). Arrows go from the poked pixel to its "
-        f"target (dot).</p>{''.join(parts)}"
+        "fixed, a sample with an empty poke map (same seed), then each baseline's video for the same poke "
+        f"(the first sample of a stochastic one). Arrows go from the poked pixel to its target (dot).</p>"
+        f"{''.join(parts)}"
     )
 
 

@@ -32,13 +32,47 @@ Measured = np.ndarray | MetricUnavailable
 
 @dataclass
 class GridExample:
-    """One test clip for the sample grid: GT | samples | no-poke sample, frame 0 = x0 everywhere."""
+    """One test clip for the sample grid: GT | samples | no-poke sample | one video per baseline, frame 0 = x0
+    everywhere."""
 
     clip_id: str
     pokes: np.ndarray  # (K, 4) rows (x, y, dx, dy) in model pixels
     ground_truth: np.ndarray  # (T, S, S, 3) uint8
     samples: np.ndarray  # (n, T, S, S, 3) uint8
     no_poke: np.ndarray  # (T, S, S, 3) uint8, sampled with the first sample's seed
+    baselines: dict[str, np.ndarray] = field(default_factory=dict)  # column name -> (T, S, S, 3) uint8
+
+
+@dataclass
+class MethodScores:
+    """A baseline's per-clip scores under iPOKE's protocol (same clips, pokes, metrics and tracking)."""
+
+    name: str
+    label: str
+    stochastic: bool
+    psnr: np.ndarray  # (N, n) per sample (n = 1 for a deterministic method), mean over frames
+    ssim: np.ndarray  # (N, n)
+    lpips: Measured  # (N, n)
+    div_mse: np.ndarray | None  # (N,); None: deterministic, no diversity
+    div_lpips: Measured | None
+    fvd: float | MetricUnavailable
+    control_error: np.ndarray  # (N,) px, mean over pokes and samples
+    keypoint_error: np.ndarray | MetricUnavailable  # (N,) px
+
+    def summary(self) -> dict[str, Any]:
+        """The method's numbers in ``metrics.json``, under the keys iPOKE's have."""
+        return {
+            "name": self.name,
+            "label": self.label,
+            "fvd": _value(self.fvd),
+            "lpips": _mean(self.lpips),
+            "ssim": _mean(self.ssim),
+            "psnr": _mean(self.psnr),
+            "div_mse_e4": None if self.div_mse is None else _mean(self.div_mse, DIVERSITY_SCALE),
+            "div_lpips_e4": None if self.div_lpips is None else _mean(self.div_lpips, DIVERSITY_SCALE),
+            "control_error_px": _mean(self.control_error),
+            "keypoint_error_px": _mean(self.keypoint_error),
+        }
 
 
 @dataclass
@@ -75,6 +109,7 @@ class EvaluationResults:
     kinematics: list[KinematicsExample] = field(default_factory=list)
     grids: list[GridExample] = field(default_factory=list)
     seconds: float = 0.0
+    baselines: dict[str, MethodScores] = field(default_factory=dict)  # method key -> its scores
 
     @property
     def n_clips(self) -> int:
@@ -103,6 +138,7 @@ class EvaluationResults:
                 else {m: _mean(self.keypoint_error[m]) for m in CONTROL_METHODS}
             ),
             "poke_response": _response_summary(self.poke_response),
+            "baselines": {key: scores.summary() for key, scores in self.baselines.items()},
         }
 
     def per_clip(self) -> dict[str, list]:
@@ -120,6 +156,11 @@ class EvaluationResults:
         if not isinstance(self.keypoint_error, MetricUnavailable):
             for method in CONTROL_METHODS:
                 columns[f"keypoint_error_{method}"] = self.keypoint_error[method].tolist()
+        for key, scores in self.baselines.items():
+            columns[f"psnr_{key}"] = scores.psnr.mean(axis=1).tolist()
+            columns[f"control_error_{key}"] = scores.control_error.tolist()
+            if not isinstance(scores.keypoint_error, MetricUnavailable):
+                columns[f"keypoint_error_{key}"] = scores.keypoint_error.tolist()
         return columns
 
     def not_computed(self) -> list[MetricUnavailable]:

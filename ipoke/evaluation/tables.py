@@ -18,6 +18,7 @@ from ipoke.evaluation.results import CONTROL_LABELS, CONTROL_METHODS
 MISSING = "–"
 NOT_COMPUTED = "n/c"
 SHORT = {"ipoke": "iPOKE", "ae_recon": "AE reconstruction", "gt_floor": "GT floor", "no_poke": "no poke"}
+COMPARED_IN = {"table1": ("hao", "ii2v"), "table3": ("cvae",)}  # the paper table each baseline belongs to
 
 
 @dataclass
@@ -55,8 +56,13 @@ def _header(column: Column) -> str:
     return f"{column.label} {'↑' if column.higher_is_better else '↓'}"
 
 
-def run_label(record: dict) -> str:
-    return f"this run: iPOKE ({record['dataset']}, {record['size']} px, {record['n_clips']} clips)"
+def run_label(record: dict, method: str = "iPOKE") -> str:
+    return f"this run: {method} ({record['dataset']}, {record['size']} px, {record['n_clips']} clips)"
+
+
+def baselines(record: dict) -> dict[str, dict]:
+    """This run's baseline results by method key (empty for a run without baselines)."""
+    return record["metrics"].get("baselines", {})
 
 
 def comparison_table(paper: PaperTable, record: dict) -> Table:
@@ -68,14 +74,14 @@ def comparison_table(paper: PaperTable, record: dict) -> Table:
         Row(row.method, [cell(v) for d in datasets for v in row.values.get(d, (None,) * width)])
         for row in paper.rows
     ]
-    metrics = record["metrics"]
-    rows.append(
-        Row(
-            run_label(record),
-            [cell(metrics.get(c.key)) if d == group else MISSING for d in datasets for c in paper.columns],
-            this_run=True,
-        )
-    )
+    runs = [(run_label(record), record["metrics"])] + [
+        (run_label(record, scores["name"]), scores)
+        for key, scores in baselines(record).items()
+        if key in COMPARED_IN.get(paper.key, ())
+    ]
+    for label, metrics in runs:
+        cells = [cell(metrics.get(c.key)) if d == group else MISSING for d in datasets for c in paper.columns]
+        rows.append(Row(label, cells, this_run=True))
     notes = [f"Published rows: {paper.source}."]
     if record["size"] != paper.resolution:
         notes.append(
@@ -104,20 +110,30 @@ def control_table(record: dict) -> Table:
         )
         for m in CONTROL_METHODS
     ]
+    rows[1:1] = [  # the baselines, after iPOKE
+        Row(s["label"], [cell(s["control_error_px"]), cell(s["keypoint_error_px"])], this_run=True)
+        for s in baselines(record).values()
+    ]
+    notes = [
+        "Control error: distance between where the poked point is tracked to in the last frame and the "
+        "poke's target. The GT floor applies the same tracking to the real clip: what tracker and "
+        "flow-based targets get wrong without any model. The AE reconstruction row tracks the real clip "
+        "after the autoencoder's encoder and decoder: about the best that samples decoded by that "
+        "autoencoder can do, so it shows whether the autoencoder or the cINN limits control. No-poke "
+        "sampling uses the same seeds with an empty poke map.",
+        "The paper gives Fig. 8's numbers (iPER keypoint MSE) only as a plot, so no published rows.",
+    ]
+    if "hao" in baselines(record):
+        notes.append(
+            "Hao et al.'s warping is given the real clip's trajectories, and the poked points' targets as "
+            "their ends, so its control error is low by construction."
+        )
     return Table(
         "control",
         f"Control accuracy on {record['dataset']} (Fig. 8-style; lower is better)",
         ["control error (px) ↓", "keypoint error, poked parts (px) ↓"],
         rows,
-        notes=[
-            "Control error: distance between where the poked point is tracked to in the last frame and the "
-            "poke's target. The GT floor applies the same tracking to the real clip: what tracker and "
-            "flow-based targets get wrong without any model. The AE reconstruction row tracks the real clip "
-            "after the autoencoder's encoder and decoder: about the best that samples decoded by that "
-            "autoencoder can do, so it shows whether the autoencoder or the cINN limits control. No-poke "
-            "sampling uses the same seeds with an empty poke map.",
-            "The paper gives Fig. 8's numbers (iPER keypoint MSE) only as a plot, so no published rows.",
-        ],
+        notes=notes,
     )
 
 
@@ -156,6 +172,18 @@ def poke_response_table(record: dict) -> Table | None:
     )
 
 
+RUN_ROWS = (
+    ("fvd", "FVD ↓"),
+    ("lpips", "LPIPS ↓"),
+    ("ssim", "SSIM ↑"),
+    ("psnr", "PSNR (dB) ↑"),
+    ("div_mse_e4", "DIV MSE (x1e4) ↑"),
+    ("div_lpips_e4", "DIV LPIPS (x1e4) ↑"),
+    ("control_error_px", "control error (px) ↓"),
+    ("keypoint_error_px", "keypoint error (px) ↓"),
+)  # a baseline's rows in the table of every number
+
+
 def run_table(record: dict) -> Table:
     """Every number of this run, with what it measures."""
     metrics = record["metrics"]
@@ -181,6 +209,9 @@ def run_table(record: dict) -> Table:
     for method in CONTROL_METHODS:
         value = keypoints if is_not_computed(keypoints) else keypoints[method]
         rows.append(Row(f"keypoint error, {SHORT[method]} (px) ↓", [cell(value), CONTROL_LABELS[method]]))
+    for scores in baselines(record).values():
+        for metric, label in RUN_ROWS:
+            rows.append(Row(f"{label}, {scores['name']}", [cell(scores[metric]), scores["label"]]))
     ambiguity = record.get("ambiguity", {})
     for point in ambiguity.get("points", []):
         rows.append(

@@ -327,7 +327,11 @@ class VideoAutoencoder(nn.Module):
 
     def decode(self, z: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
         """``z`` (B, d, 8, 8) and ``x0`` (B, 3, H, W) -> predicted frames 1..T (B, T, 3, H, W)."""
-        return self.decoder(self.gru(z, self.cfg.n_frames), x0)
+        return self.render(z, x0)[0]
+
+    def render(self, z: torch.Tensor, x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """As ``decode``, plus the warp decoder's backward flows (B, T, 2, H, W) (None for ``rgb``)."""
+        return self.decoder.render(self.gru(z, self.cfg.n_frames), x0)
 
     def forward(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Reconstruct frames 1..T of ``video`` from a posterior sample (training) or the mean (eval).
@@ -342,7 +346,7 @@ class VideoAutoencoder(nn.Module):
         self.check_input(video)
         mu, logvar = self.encoder(video)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
-        frames, flow = self.decoder.render(self.gru(z, self.cfg.n_frames), video[:, 0])
+        frames, flow = self.render(z, video[:, 0])
         return frames, mu, logvar, flow
 
     def check_input(self, video: torch.Tensor) -> None:

@@ -70,8 +70,8 @@ class AELossConfig(Section):
     moving_weight: float = Field(1.0, ge=1.0)
     moving_threshold: float = Field(0.1, gt=0)
     # Warp decoder only (not in the paper): the clip's estimated start->end flow u supervises the last
-    # frame's backward flow b, |b(p + u(p)) + u(p)| in pixels, moving pixels weighted by moving_weight. The
-    # photometric losses only pull a warp within about a pixel of the right place; this anchors the motion.
+    # frame's backward flow b, |b(p + u(p)) + u(p)| in pixels, moving pixels weighted by moving_weight.
+    # The photometric losses only pull a warp within about a pixel of the right place; this anchors it.
     flow: float = Field(0.0, ge=0)
     flow_magnitude_weight: bool = False  # weigh each pixel's flow error by 1 + |u| (px): fast parts count most
     perceptual: PerceptualKind = "vgg16"  # see ipoke/models/perceptual.py
@@ -143,7 +143,7 @@ def end_flow_error(
     backward: torch.Tensor, forward: torch.Tensor, moving_weight: float = 1.0, by_magnitude: bool = False
 ) -> torch.Tensor:
     """Mean |b(p + u(p)) + u(p)| (pixels) between a predicted backward flow ``b`` of the last frame and the
-    start->end flow ``u`` (both (B, 2, H, W)): zero when b maps every moved pixel back to where it came from.
+    start->end flow ``u`` (both (B, 2, H, W)): zero when b maps every moved pixel back to its origin.
     Pixels that move at least a pixel weigh ``moving_weight``; ``by_magnitude``: every pixel weighs 1 + |u|."""
     error = (backward_warp(backward, forward) + forward).norm(dim=1)
     magnitude = forward.norm(dim=1)
@@ -160,14 +160,20 @@ def frame_motion(frames: torch.Tensor) -> torch.Tensor:
 
 
 class AutoencoderModule(L.LightningModule):
-    """Autoencoder + discriminators with alternating manual optimisation."""
+    """Autoencoder + discriminators with alternating manual optimisation.
+
+    Subclasses that train another network with the same losses (the cVAE baseline) override
+    ``profile_type``, :meth:`build_model`, :meth:`reconstruct` and :meth:`kl_weight`.
+    """
+
+    profile_type: type[AEProfile] = AEProfile
 
     def __init__(self, profile: dict):
         super().__init__()
         self.save_hyperparameters(logger=False)
-        self.cfg = cfg = AEProfile.model_validate(profile)
+        self.cfg = cfg = self.profile_type.model_validate(profile)
         self.automatic_optimization = False
-        self.ae = VideoAutoencoder(cfg.model)
+        self.ae = self.build_model(cfg)
         self.adversarial = cfg.loss.adversarial
         if self.adversarial:
             self.disc_s = PatchDiscriminator(cfg.disc)
@@ -180,6 +186,17 @@ class AutoencoderModule(L.LightningModule):
             | {f"{s}_{m}": MeanMetric() for s in SUBSETS for m in MOTION}
         )
         self._gif_clips: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def build_model(self, cfg: AEProfile) -> nn.Module:
+        return VideoAutoencoder(cfg.model)
+
+    def reconstruct(self, batch: dict):
+        """``(frames 1..T, mu, logvar, backward flows or None)`` of a batch: from a posterior sample in
+        training, the mean in eval."""
+        return self.ae.reconstruct(self._video(batch))
+
+    def kl_weight(self) -> float:
+        return self.cfg.loss.kl
 
     @property
     def optimizer_steps_per_batch(self) -> int:
@@ -217,7 +234,7 @@ class AutoencoderModule(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
         video = self._video(batch)
-        recon, mu, logvar, flow = self.ae.reconstruct(video)
+        recon, mu, logvar, flow = self.reconstruct(batch)
         fake_clip = torch.cat([video[:, :1], recon], 1)
         optimizers = self.optimizers()
         opt_g = optimizers[0] if self.adversarial else optimizers
@@ -291,7 +308,7 @@ class AutoencoderModule(L.LightningModule):
         target = video[:, 1:]
         losses, total = pixel_losses(recon, video, w)
         losses["kl"] = kl_divergence(mu, logvar)
-        total = total + w.kl * losses["kl"]
+        total = total + self.kl_weight() * losses["kl"]
         if self._perceptual:
             pick_p = self._frame_pick(video, w.perceptual_frames)
             recon_p, target_p = recon.flatten(0, 1)[pick_p], target.flatten(0, 1)[pick_p]
@@ -327,7 +344,7 @@ class AutoencoderModule(L.LightningModule):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         video = self._video(batch)
         target = video[:, 1:]
-        recon, _, _ = self.ae(video)
+        recon = self.reconstruct(batch)[0]
         weights = {"all": torch.ones(len(video), device=video.device), "moving": self.moving(batch).float()}
         for method, pred in (("recon", recon), ("static", video[:, :1].expand_as(target))):
             scores = {
