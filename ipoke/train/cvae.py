@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
-import torch
 from pydantic import Field
 
 from ipoke.config import Section
