@@ -73,7 +73,7 @@ class AELossConfig(Section):
     # frame's backward flow b, |b(p + u(p)) + u(p)| in pixels, moving pixels weighted by moving_weight.
     # The photometric losses only pull a warp within about a pixel of the right place; this anchors it.
     flow: float = Field(0.0, ge=0)
-    flow_magnitude_weight: bool = False  # weigh each pixel's flow error by 1 + |u| (px): fast parts count most
+    flow_magnitude_weight: bool = False  # weigh each pixel's flow error by 1 + |u| (px): fast parts count
     perceptual: PerceptualKind = "vgg16"  # see ipoke/models/perceptual.py
     perceptual_weight: float = Field(10.0, ge=0)
     perceptual_weights: str | None = None  # the network's weight file; null: the weights or torch hub cache
@@ -144,7 +144,7 @@ def end_flow_error(
 ) -> torch.Tensor:
     """Mean |b(p + u(p)) + u(p)| (pixels) between a predicted backward flow ``b`` of the last frame and the
     start->end flow ``u`` (both (B, 2, H, W)): zero when b maps every moved pixel back to its origin.
-    Pixels that move at least a pixel weigh ``moving_weight``; ``by_magnitude``: every pixel weighs 1 + |u|."""
+    Pixels moving at least a pixel weigh ``moving_weight``; ``by_magnitude``: every pixel weighs 1 + |u|."""
     error = (backward_warp(backward, forward) + forward).norm(dim=1)
     magnitude = forward.norm(dim=1)
     if by_magnitude:
