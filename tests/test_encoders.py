@@ -142,7 +142,7 @@ def test_poke_grid_hands_the_cinn_the_pooled_poke():
     encoder = PokeEncoder(config, 64)
     batch = loader_batch()
     c = encoder(batch["poke"], batch["video"][:, 0])
-    assert c.shape == (2, SMALL.poke_channels + 3, 8, 8) and encoder.out_channels == SMALL.poke_channels + 3
+    assert c.shape == (2, SMALL.poke_channels + 5, 8, 8) and encoder.out_channels == SMALL.poke_channels + 5
     grid = c[:, SMALL.poke_channels :]
     expected = torch.nn.functional.adaptive_avg_pool2d(batch["poke"] / 4.0, 8)
     torch.testing.assert_close(grid[:, :2], expected)

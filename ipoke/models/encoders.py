@@ -11,10 +11,11 @@ transposed convolutions (the authors' spectral normalisation of the encoder is l
 ``Conditioner`` concatenates the maps; without a poke encoder it is the image-only conditioning of the cINN
 image-to-video model.
 
-``poke_grid`` (not in the paper; on in the CPU demo) appends the poke map itself, average-pooled to the
-latent grid, to c_poke: per cell the mean displacement (in units of ``flow_unit_px``) and the share of
-poked pixels. A small encoder trained for minutes blurs where and how far a 5x5 poke pulls; the pooled
-map hands the cINN both exactly, next to the learned features.
+``poke_grid`` (not in the paper; on in the CPU demo) appends to c_poke, average-pooled to the latent grid,
+the poke map itself (per cell the mean displacement in units of ``flow_unit_px`` and the share of poked
+pixels) and the dense flow Phi_c's decoder predicts from it. A small encoder trained for minutes blurs
+where and how far a 5x5 poke pulls; the pooled maps hand the cINN both, and the motion the poke implies
+elsewhere, next to the learned features.
 """
 
 from __future__ import annotations
@@ -148,7 +149,7 @@ class ImageEncoder(nn.Module):
 class PokeEncoder(nn.Module):
     """Phi_c: (poke map, x0) -> c_poke, with the decoder predicting the dense start->end flow in pixels."""
 
-    GRID_CHANNELS = 3  # pooled dx, dy and share of poked pixels
+    GRID_CHANNELS = 5  # pooled poke dx, dy, share of poked pixels, and the predicted flow's dx, dy
 
     def __init__(self, config: EncoderConfig, resolution: int):
         super().__init__()
@@ -166,8 +167,9 @@ class PokeEncoder(nn.Module):
         if not self.grid:
             return features
         poked = (poke != 0).any(dim=1, keepdim=True).to(poke.dtype)
+        flow = self.decoder(features)  # the dense flow this encoder was pretrained to predict
         pooled = nn.functional.adaptive_avg_pool2d(
-            torch.cat([poke / self.flow_unit_px, poked], dim=1), self.latent_size
+            torch.cat([poke / self.flow_unit_px, poked, flow / self.flow_unit_px], dim=1), self.latent_size
         )
         return torch.cat([features, pooled], dim=1)
 

@@ -12,10 +12,11 @@ Two stages, as the paper describes them:
    PatchGAN on frames and a temporal 3D ResNet on clips (hinge losses, R1 penalty and feature matching on
    the temporal one).
 
-Reconstruction is the VGG perceptual loss in the paper (``perceptual: vgg19``, weight 5 as in the authors'
-code); without VGG weights the demo uses the autoencoder's pixel terms instead (L1 + squared error, moving
-pixels weighted up: :func:`ipoke.train.autoencoder.pixel_losses`). The authors' code alternates the two
-stages batch by batch from the start; we run them one after the other, as the paper's text does.
+Reconstruction is the VGG perceptual loss in the paper (the authors' code: VGG19, weight 5; the paper profile
+uses the VGG16 loss whose weights ship offline, see :mod:`ipoke.models.perceptual`); the demo uses the
+autoencoder's pixel terms instead (L1 + squared error, moving pixels weighted up:
+:func:`ipoke.train.autoencoder.pixel_losses`). The authors' code alternates the two stages batch by batch from
+the start; we run them one after the other, as the paper's text does.
 Validation compares the predicted frames of held-out clips with the ground truth (L1, PSNR), beside the
 static baseline (x0 repeated) and stage 1's reconstruction of single frames.
 """
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Literal
 
 import lightning as L
 import torch
@@ -47,7 +47,7 @@ from ipoke.models.discriminators import (
     hinge_g_loss,
     r1_penalty,
 )
-from ipoke.models.perceptual import VGGPerceptualLoss
+from ipoke.models.perceptual import PerceptualKind, perceptual_loss
 from ipoke.train.autoencoder import MAX_PSNR_DB, pixel_losses
 from ipoke.train.trainer import TrainerParams, build_trainer, fit, is_ddp_worker, reset_stale_checkpoints
 
@@ -58,9 +58,9 @@ WEIGHTS_NAME = "ii2v"
 class II2VLossConfig(Section):
     """Paper eq. 8 with the authors' weights (``fixed_length_model`` config)."""
 
-    perceptual: Literal["vgg19", "none"] = "vgg19"
+    perceptual: PerceptualKind = "vgg16"  # see ipoke/models/perceptual.py
     perceptual_weight: float = Field(5.0, ge=0)
-    perceptual_weights: str | None = None  # VGG19 file; null: the torch hub cache
+    perceptual_weights: str | None = None  # the network's weight file; null: the weights or torch hub cache
     # Pixel terms of stage 2, as the autoencoder's (not in the paper; the demo's stand-in for VGG).
     l1: float = Field(0.0, ge=0)
     l2: float = Field(0.0, ge=0)
@@ -119,7 +119,8 @@ class II2VModule(L.LightningModule):
             self.disc_t = TemporalDiscriminator(cfg.disc)
         # Frozen and pretrained: kept out of the state dict (and checkpoints) on purpose.
         loss = cfg.loss
-        self._perceptual = [VGGPerceptualLoss(loss.perceptual_weights)] if loss.perceptual == "vgg19" else []
+        network = perceptual_loss(loss.perceptual, loss.perceptual_weights)
+        self._perceptual = [network] if network is not None else []
         self.val_scores = torch.nn.ModuleDict({k: MeanMetric() for k in VAL_SCORES})
 
     @property
