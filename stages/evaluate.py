@@ -15,7 +15,7 @@ import mlflow
 
 from ipoke import atomic
 from ipoke.config import load_section
-from ipoke.data.loader import LoaderParams
+from ipoke.data.loader import SharedLoaderParams
 from ipoke.errors import IpokeError
 from ipoke.evaluation import protocol, tables
 from ipoke.evaluation.outputs import ambiguity_csv, write_outputs
@@ -40,7 +40,7 @@ def main() -> None:
         pipeline = PokePipeline.load(model_dir, device=profile.device)
         lpips = load_lpips(pipeline.device, net=profile.lpips_net)
         i3d = load_i3d(device=pipeline.device)
-        pokes = load_section("loader", LoaderParams).pokes  # the pokes the model was trained with
+        pokes = load_section("loader", SharedLoaderParams).pokes  # the pokes the model was trained with
         results = protocol.evaluate(pipeline, shards, profile, st.dataset, lpips, i3d, pokes)
         with atomic.atomic_path(out, directory=True) as tmp:
             record = write_outputs(results, tmp, profile_name, protocol.__doc__, profile.grid_fps)
