@@ -11,6 +11,7 @@ from ipoke.errors import IpokeError
 # name -> (help, module exposing ``add_arguments(parser)`` and ``run(args)``)
 COMMANDS: dict[str, tuple[str, str]] = {
     "repro": ("run the whole DVC pipeline under one MLflow parent run", "ipoke.pipeline"),
+    "preset": ("the paper's settings per table column: list, show, run or apply one", "ipoke.preset_cli"),
     "synth": ("synthetic poking world: preview videos with their pokes", "ipoke.data.synthetic.cli"),
     "serve": ("serve the interactive poking web app for a trained pipeline", "ipoke.app.cli"),
     "sample": ("poke an image with a trained pipeline and write the sampled videos", "ipoke.sample_cli"),

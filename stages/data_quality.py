@@ -15,7 +15,7 @@ import cv2
 
 from ipoke import atomic
 from ipoke.config import load_section
-from ipoke.data.loader import LoaderParams
+from ipoke.data.loader import SharedLoaderParams
 from ipoke.data.quality import QualityParams, measured_clips, per_clip, summary
 from ipoke.data.quality_sheet import sheet
 from ipoke.stage import main_guard, run_stage
@@ -23,7 +23,7 @@ from ipoke.stage import main_guard, run_stage
 
 def main() -> None:
     with run_stage("data_quality", QualityParams) as st:
-        loader = load_section("loader", LoaderParams)
+        loader = load_section("loader", SharedLoaderParams)
         shards, out = Path("data/shards") / st.dataset, Path("outputs") / st.dataset / "data_quality"
         views = measured_clips(shards, loader, st.params)
         clips = per_clip(views, st.params, loader.pokes.patch_size)

@@ -16,7 +16,7 @@ import mlflow
 
 from ipoke import atomic
 from ipoke.config import load_section
-from ipoke.data.loader import LoaderParams
+from ipoke.data.loader import SharedLoaderParams
 from ipoke.errors import IpokeError
 from ipoke.evaluation import protocol, tables
 from ipoke.evaluation.methods import load_baselines
@@ -42,15 +42,16 @@ def main() -> None:
         pipeline = PokePipeline.load(model_dir, device=profile.device)
         lpips = load_lpips(pipeline.device, net=profile.lpips_net)
         i3d = load_i3d(device=pipeline.device)
-        pokes = load_section("loader", LoaderParams).pokes  # the pokes the model was trained with
+        pokes = load_section("loader", SharedLoaderParams).pokes  # the pokes the model was trained with
         models = Path("models") / st.dataset
         baselines = load_baselines(profile.baselines, models, profile.hao, pipeline.device)
         results = protocol.evaluate(pipeline, shards, profile, st.dataset, lpips, i3d, pokes, baselines)
         with atomic.atomic_path(out, directory=True) as tmp:
             record = write_outputs(results, tmp, profile_name, protocol.__doc__, profile.grid_fps)
         atomic.write_text(plot, ambiguity_csv(results))
-        metrics = {"profile": profile_name, **record["metrics"], "seconds": record["seconds"]}
+        metrics = {"profile": profile_name, **record["metrics"]}
         st.write_metrics("metrics/evaluate.json", metrics)
+        st.log_metrics({"seconds": record["seconds"]})  # timings go to MLflow only: the metrics file is in git
         st.log_metrics({k: v for k, v in numeric(metrics).items() if "." in k})  # nested ones
         st.log_artifact(out, "eval")
         shared = [

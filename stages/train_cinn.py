@@ -16,8 +16,7 @@ import mlflow
 from ipoke.config import load_section
 from ipoke.stage import dataset_name, main_guard, run_stage
 from ipoke.train.cinn import CINNPaths, TrainCINNParams, train_cinn
-from ipoke.train.encoders import with_shared_loader
-from ipoke.train.trainer import active_profile, is_ddp_worker
+from ipoke.train.trainer import active_profile, is_ddp_worker, training_profile
 
 
 def paths(dataset: str) -> CINNPaths:
@@ -35,11 +34,11 @@ def main() -> None:
     profile_name = active_profile()
     if is_ddp_worker():
         dataset = dataset_name()
-        profile = with_shared_loader(getattr(load_section("train_cinn", TrainCINNParams), profile_name))
+        profile = training_profile(load_section("train_cinn", TrainCINNParams))
         train_cinn(profile, paths(dataset), dataset, profile_name)
         return
     with run_stage("train_cinn", TrainCINNParams) as st:
-        profile = with_shared_loader(getattr(st.params, profile_name))
+        profile = training_profile(st.params)
         mlflow.set_tag("ipoke.profile", profile_name)
         out = paths(st.dataset)
         metrics = train_cinn(profile, out, st.dataset, profile_name, run_id=mlflow.active_run().info.run_id)

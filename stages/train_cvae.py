@@ -18,8 +18,7 @@ import mlflow
 from ipoke.config import load_section
 from ipoke.stage import dataset_name, main_guard, run_stage
 from ipoke.train.cvae import CVAEPaths, TrainCVAEParams, train_cvae
-from ipoke.train.encoders import with_shared_loader
-from ipoke.train.trainer import active_profile, is_ddp_worker
+from ipoke.train.trainer import active_profile, is_ddp_worker, training_profile
 
 
 def paths(dataset: str) -> CVAEPaths:
@@ -30,11 +29,11 @@ def paths(dataset: str) -> CVAEPaths:
 def main() -> None:
     profile_name = active_profile()
     if is_ddp_worker():
-        profile = with_shared_loader(getattr(load_section("train_cvae", TrainCVAEParams), profile_name))
+        profile = training_profile(load_section("train_cvae", TrainCVAEParams))
         train_cvae(profile, paths(dataset_name()))
         return
     with run_stage("train_cvae", TrainCVAEParams) as st:
-        profile = with_shared_loader(getattr(st.params, profile_name))
+        profile = training_profile(st.params)
         mlflow.set_tag("ipoke.profile", profile_name)
         metrics = train_cvae(profile, paths(st.dataset), run_id=mlflow.active_run().info.run_id)
         st.write_metrics("metrics/train_cvae.json", {"profile": profile_name, **metrics})

@@ -15,8 +15,8 @@ import mlflow
 
 from ipoke.config import load_section
 from ipoke.stage import dataset_name, main_guard, run_stage
-from ipoke.train.encoders import TrainEncodersParams, train_encoders, with_shared_loader
-from ipoke.train.trainer import active_profile, is_ddp_worker
+from ipoke.train.encoders import TrainEncodersParams, train_encoders
+from ipoke.train.trainer import active_profile, is_ddp_worker, training_profile
 
 
 def paths(dataset: str) -> tuple[Path, Path]:
@@ -26,13 +26,11 @@ def paths(dataset: str) -> tuple[Path, Path]:
 def main() -> None:
     profile_name = active_profile()
     if is_ddp_worker():
-        profile = with_shared_loader(
-            getattr(load_section("train_encoders", TrainEncodersParams), profile_name)
-        )
+        profile = training_profile(load_section("train_encoders", TrainEncodersParams))
         train_encoders(profile, *paths(dataset_name()))
         return
     with run_stage("train_encoders", TrainEncodersParams) as st:
-        profile = with_shared_loader(getattr(st.params, profile_name))
+        profile = training_profile(st.params)
         mlflow.set_tag("ipoke.profile", profile_name)
         metrics = train_encoders(profile, *paths(st.dataset), run_id=mlflow.active_run().info.run_id)
         st.write_metrics("metrics/train_encoders.json", {"profile": profile_name, **metrics})

@@ -15,9 +15,8 @@ import mlflow
 
 from ipoke.config import load_section
 from ipoke.stage import dataset_name, main_guard, run_stage
-from ipoke.train.encoders import with_shared_loader
 from ipoke.train.ii2v import TrainII2VParams, train_ii2v
-from ipoke.train.trainer import active_profile, is_ddp_worker
+from ipoke.train.trainer import active_profile, is_ddp_worker, training_profile
 
 
 def paths(dataset: str) -> tuple[Path, Path]:
@@ -28,11 +27,11 @@ def main() -> None:
     profile_name = active_profile()
     if is_ddp_worker():
         dataset = dataset_name()
-        profile = with_shared_loader(getattr(load_section("train_ii2v", TrainII2VParams), profile_name))
+        profile = training_profile(load_section("train_ii2v", TrainII2VParams))
         train_ii2v(profile, *paths(dataset))
         return
     with run_stage("train_ii2v", TrainII2VParams) as st:
-        profile = with_shared_loader(getattr(st.params, profile_name))
+        profile = training_profile(st.params)
         mlflow.set_tag("ipoke.profile", profile_name)
         metrics = train_ii2v(profile, *paths(st.dataset), run_id=mlflow.active_run().info.run_id)
         st.write_metrics("metrics/train_ii2v.json", {"profile": profile_name, **metrics})

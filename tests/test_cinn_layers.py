@@ -1,12 +1,16 @@
-"""Every invertible layer of the cINN: exact inverse, exact log-det, causality, data-dependent init."""
+"""Every invertible layer of the cINN: exact inverse, exact log-det, causality, data-dependent init (also
+across data-parallel processes)."""
 
 from __future__ import annotations
 
+import socket
 from functools import partial
 
 import numpy as np
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 from FrEIA.modules import GLOWCouplingBlock
 
 from ipoke.errors import IpokeError
@@ -152,6 +156,35 @@ def test_actnorm_initialises_from_its_first_batch():
     for k, v in norm.state_dict().items():
         torch.testing.assert_close(v, state[k], msg=f"ActNorm re-initialised {k} on a later batch")
     check_invertible_with_exact_log_det(norm, x, None)
+
+
+def _actnorm_on_rank(rank: int, port: int, data: torch.Tensor, results) -> None:
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    norm = ActNorm([tuple(data.shape[1:])]).double()
+    norm([data[rank::2]])
+    results.put((norm.scale.detach().numpy(), norm.bias.detach().numpy()))  # plain arrays outlive the process
+    dist.destroy_process_group()
+
+
+def test_actnorm_initialises_from_all_data_parallel_ranks_batches_together():
+    std = torch.tensor([5.0, 0.1, 2.0], dtype=torch.float64).view(1, 3, 1, 1)
+    data = torch.randn(8, 3, H, W, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * std
+    whole = ActNorm([(3, H, W)]).double()
+    whole([data])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    context = mp.get_context("spawn")
+    results = context.Queue()
+    ranks = [context.Process(target=_actnorm_on_rank, args=(r, port, data, results)) for r in range(2)]
+    for rank in ranks:
+        rank.start()
+    initialised = [results.get(timeout=300) for _ in ranks]
+    for rank in ranks:
+        rank.join(timeout=60)
+    for scale, bias in initialised:  # each rank saw half of the batch and initialised as on all of it
+        torch.testing.assert_close(torch.from_numpy(scale), whole.scale.detach(), rtol=0, atol=1e-12)
+        torch.testing.assert_close(torch.from_numpy(bias), whole.bias.detach(), rtol=0, atol=1e-12)
 
 
 def test_actnorm_refuses_to_sample_uninitialised_but_keeps_loaded_weights():

@@ -8,6 +8,7 @@ import pytest
 import torch
 from test_shards import synthetic_pipeline
 
+from ipoke.data import loader as loader_module
 from ipoke.data.loader import AugmentParams, LoaderParams, make_loader
 from ipoke.data.pokes import PokeParams
 from ipoke.data.shards import CLIPS_NAME
@@ -100,6 +101,30 @@ def test_resampled_epochs_have_the_requested_length(dirs):
     params = LoaderParams(batch_size=5, workers=0, epoch_clips=13, shuffle_buffer=4)
     batches = list(make_loader(dirs["shards"], "train", params))
     assert [len(b["clip_id"]) for b in batches] == [5, 5, 3]
+
+
+def clip_ids(shards, split: str, params: LoaderParams) -> list[str]:
+    return [c for batch in make_loader(shards, split, params) for c in batch["clip_id"]]
+
+
+def test_data_parallel_ranks_train_on_their_own_shards_in_equal_steps_and_all_evaluate_everything(
+    dirs, monkeypatch
+):
+    once = LoaderParams(batch_size=2, workers=0, resampled=False, shuffle_buffer=0)
+    resampled = LoaderParams(batch_size=2, workers=0, epoch_clips=13, shuffle_buffer=0)
+    train, test = clip_ids(dirs["shards"], "train", once), clip_ids(dirs["shards"], "test", once)
+
+    def per_rank(split: str, params: LoaderParams) -> list[list[str]]:
+        clips = []
+        for rank in (0, 1):
+            monkeypatch.setattr(loader_module, "_rank_world", lambda rank=rank: (rank, 2))
+            clips.append(clip_ids(dirs["shards"], split, params))
+        return clips
+
+    assert [len(clips) for clips in per_rank("train", resampled)] == [6, 6]  # 13 // 2 each: equal steps
+    rank0, rank1 = per_rank("train", once)
+    assert rank0 and rank1 and not set(rank0) & set(rank1) and sorted(rank0 + rank1) == sorted(train)
+    assert per_rank("test", once) == [test, test]
 
 
 def test_background_poke_targets_the_still_video(dirs):

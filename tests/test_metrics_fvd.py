@@ -131,7 +131,7 @@ def test_i3d_matches_the_jax_reference(i3d):
     np.testing.assert_allclose(logits, reference["i3d_logits"], rtol=0, atol=5e-4)
     with torch.no_grad():
         direct, pooled = i3d.model(i3d_inputs(torch.from_numpy(clips)))
-    np.testing.assert_allclose(direct.numpy(), logits, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(direct.numpy(), logits, rtol=0, atol=1e-4)  # float32, other summation order
     np.testing.assert_allclose(pooled.numpy(), reference["i3d_pooled"], rtol=0, atol=5e-5)
 
 

@@ -36,6 +36,7 @@ TINY = {
     },
     "extract_frames": {"workers": 1},
     "estimate_flow": {"inference_size": None, "epe_max_pairs": 4},
+    "shard": {"min_motion_px": 0.0},  # four short videos: keep every clip
     "train_ae": {"demo": {"trainer": FAST_TRAINER, "loader": TINY_LOADER, "eval_batches": 1, "gif_clips": 1}},
     "train_encoders": {"demo": {"trainer": FAST_TRAINER, "loader": TINY_LOADER, "eval_batches": 1}},
     "train_cinn": {

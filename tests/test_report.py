@@ -107,8 +107,8 @@ def test_the_report_renders_in_chromium_without_requests(eval_dir, tmp_path):
             page.goto(path.as_uri())
             page.wait_for_function("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
             expect(page.locator("img")).to_have_count(5)
-            expect(page.locator("figure.table")).to_have_count(5)  # Tables 1-3, control, all metrics
-            expect(page.locator("tr.this-run")).to_have_count(4)
+            expect(page.locator("figure.table")).to_have_count(6)  # Tables 1-3, control, poke response, all
+            expect(page.locator("tr.this-run")).to_have_count(5)  # Tables 1-3, control, poke response
             expect(page.locator("#table-table1 thead")).to_contain_text("synthetic")
             expect(page.locator("#table-table1 tbody")).to_contain_text("iPOKE (paper)")
             expect(page.locator("#table-table1 tr.this-run td.nc")).to_have_count(2)  # FVD and LPIPS

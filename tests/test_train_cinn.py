@@ -18,7 +18,7 @@ from ipoke.models.cinn.layers import ActNorm
 from ipoke.models.encoders import EncoderConfig, build_conditioner
 from ipoke.sampling import load_encoders, save_encoders
 from ipoke.train.cinn import CINNModule, CINNProfile, check_compatible, sample_grid, warmup_linear_decay
-from ipoke.train.encoders import EncoderPretraining, EncodersProfile, with_shared_loader
+from ipoke.train.encoders import EncoderPretraining, EncodersProfile
 from ipoke.train.trainer import LAST_CHECKPOINT, TrainingDiverged, build_trainer, fit
 
 SIZE, FRAMES = 32, 11
@@ -317,19 +317,6 @@ def test_encoders_round_trip_and_image_only_loading(tmp_path):
     save_encoders(image_only, TINY_ENCODERS, SIZE, tmp_path / "image-only")
     with pytest.raises(IpokeError, match="has no poke_encoder"):
         load_encoders(tmp_path / "image-only")
-
-
-def test_profile_loaders_sit_on_top_of_the_shared_loader_section(tmp_path):
-    params = tmp_path / "params.yaml"
-    params.write_text("loader:\n  batch_size: 8\n  workers: 2\n  pokes: {max_pokes: 3, patch_size: 3}\n")
-    profile = EncodersProfile.model_validate(tiny_encoders_profile(loader={"batch_size": 2}))
-    merged = with_shared_loader(profile, params).loader
-    assert (merged.batch_size, merged.workers, merged.pokes.max_pokes, merged.pokes.patch_size) == (
-        2,
-        2,
-        3,
-        3,
-    )
 
 
 # ------------------------------------------------------------------------------------------ on shards

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightning as L
 import mlflow
 import pytest
 import torch
+import yaml
 from torch.utils.data import DataLoader, TensorDataset
 
-from ipoke.config import ParamsError
+from ipoke.config import ParamsError, load_section
+from ipoke.train.autoencoder import TrainAEParams
+from ipoke.train.cinn import TrainCINNParams
+from ipoke.train.encoders import TrainEncodersParams
 from ipoke.train.trainer import (
     LAST_CHECKPOINT,
     TrainerParams,
@@ -17,7 +23,11 @@ from ipoke.train.trainer import (
     build_trainer,
     fit,
     reset_stale_checkpoints,
+    training_profile,
 )
+
+PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+TRAINING = {"train_ae": TrainAEParams, "train_encoders": TrainEncodersParams, "train_cinn": TrainCINNParams}
 
 
 def loader(n: int = 64) -> DataLoader:
@@ -176,3 +186,32 @@ def test_profile_key(tmp_path):
     path.write_text("dataset: x\nprofile: laptop\n")
     with pytest.raises(ParamsError, match="profile must be one of demo, paper"):
         active_profile(path)
+
+
+@pytest.mark.parametrize("profile", ["demo", "paper"])
+def test_every_training_stage_takes_pokes_from_the_shared_loader_and_batching_from_its_own(tmp_path, profile):
+    params = yaml.safe_load(PARAMS.read_text())
+    params["profile"] = profile
+    params["loader"]["seed"] = 7
+    params["loader"]["pokes"] |= {"max_pokes": 3, "patch_size": 3}
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    for name, schema in TRAINING.items():
+        loader = training_profile(load_section(name, schema, path), path).loader
+        assert (loader.seed, loader.pokes.max_pokes, loader.pokes.patch_size) == (7, 3, 3), name
+        own = params[name][profile]["loader"]
+        assert (loader.batch_size, loader.workers, loader.shuffle_buffer) == (
+            own["batch_size"],
+            own["workers"],
+            own["shuffle_buffer"],
+        ), name
+
+
+@pytest.mark.parametrize("name", list(TRAINING))
+def test_a_stage_loader_with_poke_settings_is_refused(tmp_path, name):
+    params = yaml.safe_load(PARAMS.read_text())
+    params[name]["paper"]["loader"]["pokes"] = {"max_pokes": 1}
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    with pytest.raises(ParamsError, match=r"paper\.loader: pokes belong in the shared loader section"):
+        load_section(name, TRAINING[name], path)

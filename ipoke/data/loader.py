@@ -22,6 +22,11 @@ Shard order, resampling and the shuffle buffer are seeded by (seed, epoch, rank,
 :class:`EpochLoader` advances the epoch on every pass (or set it with ``set_epoch``); training passes
 resample shards with replacement (``resampled``) for ``epoch_clips`` clips per epoch, evaluation passes
 read each shard of the split once, in order.
+
+Data-parallel training (DDP): every process draws its own shards (resampled: seeded by its rank; not
+resampled: every world-th shard) and takes the same share of ``epoch_clips``, so all ranks run the same
+number of steps per epoch. Evaluation passes are not split: every rank scores the whole split, so the
+held-out metrics rank 0 reports cover all of it and no rank is left without a batch.
 """
 
 from __future__ import annotations
@@ -46,21 +51,33 @@ from ipoke.errors import IpokeError
 
 
 class AugmentParams(Section):
-    enabled: bool = Field(False, description="augment training clips (off in the paper)")
+    enabled: bool = Field(False, description="augment training clips (the paper does not mention it)")
     hflip_prob: float = Field(0.5, ge=0.0, le=1.0, description="mirror the clip (flow dx and mask follow)")
     brightness: float = Field(0.1, ge=0.0, lt=1.0, description="scale frames by 1 +- this")
     contrast: float = Field(0.1, ge=0.0, lt=1.0, description="scale contrast about the mean by 1 +- this")
 
 
-class LoaderParams(Section):
-    batch_size: int = Field(8, ge=1)
-    workers: int = Field(2, ge=0)
-    shuffle_buffer: int = Field(256, ge=0, description="samples in the shuffle buffer (0 = no shuffling)")
+class SharedLoaderParams(Section):
+    """The top-level ``loader`` section of params.yaml: what an epoch holds and how pokes are simulated, in
+    one place for every stage that loads clips (the training stages, data_quality, evaluate)."""
+
     resampled: bool = Field(True, description="training: draw shards with replacement each epoch")
     epoch_clips: int | None = Field(None, ge=1, description="clips per training epoch; null = clips in split")
     seed: int = 0
     pokes: PokeParams = PokeParams()
     augment: AugmentParams = AugmentParams()
+
+
+class BatchParams(Section):
+    """A training stage's own ``loader`` keys (``<stage>.<profile>.loader``): batching only."""
+
+    batch_size: int = Field(8, ge=1)
+    workers: int = Field(2, ge=0)
+    shuffle_buffer: int = Field(256, ge=0, description="samples in the shuffle buffer (0 = no shuffling)")
+
+
+class LoaderParams(BatchParams, SharedLoaderParams):
+    """Everything :func:`make_loader` reads: the shared section and one stage's batching."""
 
 
 def sample_rng(seed: int, epoch: int, clip_id: str) -> np.random.Generator:
@@ -84,7 +101,7 @@ def augment(frames: np.ndarray, arrays: dict[str, np.ndarray], rng: np.random.Ge
     return frames, arrays
 
 
-def make_example(sample: dict, seed: int, epoch: int, params: LoaderParams, train: bool) -> dict:
+def make_example(sample: dict, seed: int, epoch: int, params: SharedLoaderParams, train: bool) -> dict:
     """One decoded WebDataset sample -> the per-sample part of the batch contract."""
     meta = json.loads(sample["meta.json"])
     clip_id = meta["clip_id"]
@@ -161,7 +178,7 @@ class ClipStream(IterableDataset):
 
         info = get_worker_info()
         wid, nw = (info.id, info.num_workers) if info else (0, 1)
-        rank, world = _rank_world()
+        rank, world = _rank_world() if self.train else (0, 1)
         seed, epoch = self.params.seed, self.epoch if self.train else 0
         rng = np.random.default_rng([seed, epoch, rank, wid])
         samples = tar_samples(self._shard_order(rng, rank, world, wid, nw))
@@ -171,8 +188,8 @@ class ClipStream(IterableDataset):
             samples = shuffle(samples)
         limit = None
         if self.train and self.params.resampled:
-            shares = world * nw
-            limit = self.epoch_clips // shares + (rank * nw + wid < self.epoch_clips % shares)
+            per_rank = self.epoch_clips // world  # the same on every rank: equal steps per epoch
+            limit = per_rank // nw + (wid < per_rank % nw)
         for i, sample in enumerate(samples):
             if limit is not None and i >= limit:
                 return

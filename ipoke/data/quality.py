@@ -31,7 +31,7 @@ from pydantic import Field
 
 from ipoke.config import Section
 from ipoke.data.frames import INDEX_NAME, SKIPPED_NAME
-from ipoke.data.loader import LoaderParams, make_example, tar_samples
+from ipoke.data.loader import SharedLoaderParams, make_example, tar_samples
 from ipoke.data.motion_evidence import MotionEvidence, motion_evidence
 from ipoke.data.shards import CLIPS_NAME, npy_load, shard_urls
 from ipoke.errors import IpokeError
@@ -78,7 +78,7 @@ def skipped_by_reason(*tables: Path) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def measured_clips(shard_dir: Path, loader: LoaderParams, params: QualityParams) -> list[ClipView]:
+def measured_clips(shard_dir: Path, loader: SharedLoaderParams, params: QualityParams) -> list[ClipView]:
     """Every ``k``-th clip of the train and test shards, ``k`` chosen for at most ``max_clips`` clips."""
     index = Path(shard_dir) / CLIPS_NAME
     if not index.is_file():

@@ -262,11 +262,6 @@ class FrameDecoder(nn.Module):
             nn.init.zeros_(self.to_rgb.bias)
             nn.init.constant_(self.to_rgb.bias[2], self.MASK_INIT)
             self.flow_unit = cfg.resolution / 16  # pixels per unit of the flow output
-            # A linear read-out of the flow from the latent state itself, upsampled: magnitudes pass straight
-            # from z to the motion (the normalised SPADE path only has to sharpen it along x0's edges).
-            self.coarse_flow = nn.Conv2d(cfg.z_dim, 2, 1)
-            nn.init.zeros_(self.coarse_flow.weight)
-            nn.init.zeros_(self.coarse_flow.bias)
 
     def forward(self, states: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
         """``states`` (B, T, d, h, w), ``x0`` (B, 3, H, W) -> frames (B, T, 3, H, W)."""
@@ -282,9 +277,6 @@ class FrameDecoder(nn.Module):
         out = self.to_rgb(F.elu(h))
         if not self.warp:
             return torch.tanh(out).unflatten(0, (b, t)), None
-        coarse = self.coarse_flow(states.flatten(0, 1))
-        coarse = F.interpolate(coarse, size=out.shape[-2:], mode="bilinear", align_corners=False)
-        out = torch.cat([out[:, :2] + coarse, out[:, 2:]], dim=1)
         if self.warp_stride > 1:
             out = F.interpolate(out, size=x0.shape[-2:], mode="bilinear", align_corners=False)
         flow, mask, colour = out[:, :2] * self.flow_unit, torch.sigmoid(out[:, 2:3]), torch.tanh(out[:, 3:])

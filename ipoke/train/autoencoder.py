@@ -44,7 +44,14 @@ from ipoke.models.discriminators import (
     r1_penalty,
 )
 from ipoke.models.perceptual import PerceptualKind, perceptual_loss
-from ipoke.train.trainer import TrainerParams, build_trainer, fit, is_ddp_worker, reset_stale_checkpoints
+from ipoke.train.trainer import (
+    StageSection,
+    TrainerParams,
+    build_trainer,
+    fit,
+    is_ddp_worker,
+    reset_stale_checkpoints,
+)
 
 log = logging.getLogger("ipoke")
 
@@ -114,7 +121,7 @@ class AEProfile(Section):
     eval_batches: int | None = Field(None, gt=0)  # test batches for the final metrics; null: the whole split
 
 
-class TrainAEParams(Section):
+class TrainAEParams(StageSection):
     demo: AEProfile
     paper: AEProfile
 

@@ -39,7 +39,14 @@ from ipoke.models.autoencoder import WEIGHTS_FILE, VideoAutoencoder, load_autoen
 from ipoke.models.cinn import CINN, CINNConfig, bits_per_dim, objective
 from ipoke.models.encoders import Conditioner, EncoderConfig
 from ipoke.sampling import ENCODERS_FILE, PipelineConfig, PokePipeline, load_encoders
-from ipoke.train.trainer import TrainerParams, build_trainer, fit, is_ddp_worker, reset_stale_checkpoints
+from ipoke.train.trainer import (
+    StageSection,
+    TrainerParams,
+    build_trainer,
+    fit,
+    is_ddp_worker,
+    reset_stale_checkpoints,
+)
 from ipoke.viz import draw_pokes
 
 log = logging.getLogger("ipoke")
@@ -77,7 +84,7 @@ class CINNProfile(Section):
     test_frames: int = Field(8, ge=0)  # test start frames shipped with the pipeline for the app
 
 
-class TrainCINNParams(Section):
+class TrainCINNParams(StageSection):
     demo: CINNProfile
     paper: CINNProfile
 

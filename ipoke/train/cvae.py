@@ -26,7 +26,6 @@ from pathlib import Path
 import lightning as L
 from pydantic import Field
 
-from ipoke.config import Section
 from ipoke.data.loader import make_loader, resolve_source
 from ipoke.data.shards import CLIPS_NAME
 from ipoke.data.video import sha256
@@ -37,7 +36,7 @@ from ipoke.models.baselines.io import save_model
 from ipoke.models.encoders import Conditioner, EncoderConfig
 from ipoke.sampling import ENCODERS_FILE, load_encoders
 from ipoke.train.autoencoder import AELossConfig, AEProfile, AutoencoderModule
-from ipoke.train.trainer import build_trainer, fit, is_ddp_worker, reset_stale_checkpoints
+from ipoke.train.trainer import StageSection, build_trainer, fit, is_ddp_worker, reset_stale_checkpoints
 
 log = logging.getLogger("ipoke")
 WEIGHTS_NAME = "cvae"
@@ -56,7 +55,7 @@ class CVAEProfile(AEProfile):
     init_from_trained: bool = False  # start from the trained AE and encoders (see the module docstring)
 
 
-class TrainCVAEParams(Section):
+class TrainCVAEParams(StageSection):
     demo: CVAEProfile
     paper: CVAEProfile
 

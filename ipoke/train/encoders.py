@@ -15,20 +15,26 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TypeVar
 
 import lightning as L
 import torch
 from pydantic import Field
 
-from ipoke.config import Section, load_section
+from ipoke.config import Section
 from ipoke.data.loader import LoaderParams, make_loader
 from ipoke.errors import IpokeError
 from ipoke.metrics.image import frame_psnr
 from ipoke.models.encoders import EncoderConfig, build_conditioner
 from ipoke.models.perceptual import PerceptualKind, perceptual_loss
 from ipoke.sampling import save_encoders
-from ipoke.train.trainer import TrainerParams, build_trainer, fit, is_ddp_worker, reset_stale_checkpoints
+from ipoke.train.trainer import (
+    StageSection,
+    TrainerParams,
+    build_trainer,
+    fit,
+    is_ddp_worker,
+    reset_stale_checkpoints,
+)
 
 log = logging.getLogger("ipoke")
 
@@ -64,10 +70,7 @@ class EncodersProfile(Section):
     eval_batches: int | None = Field(None, gt=0)  # test batches for the final metrics; null: the whole split
 
 
-P = TypeVar("P", bound=Section)
-
-
-class TrainEncodersParams(Section):
+class TrainEncodersParams(StageSection):
     demo: EncodersProfile
     paper: EncodersProfile
 
@@ -156,16 +159,6 @@ class EncoderPretraining(L.LightningModule):
                 "val/flow_epe_moving_zero": magnitude[moving].mean(),
             }
             self.log_dict(moving_scores, on_epoch=True, batch_size=int(moving.sum()))
-
-
-def with_shared_loader(profile: P, params_path: str | Path | None = None) -> P:
-    """``profile`` with its loader on top of the top-level ``loader`` section of params.yaml (poke simulation,
-    augmentation): only the keys the profile sets win, so the encoders, the cINN and the evaluation see the
-    same kind of pokes."""
-    shared = load_section("loader", LoaderParams, params_path)
-    own = profile.loader
-    loader = shared.model_copy(update={k: getattr(own, k) for k in own.model_fields_set})
-    return profile.model_copy(update={"loader": loader})
 
 
 def fingerprint(profile: EncodersProfile) -> dict:

@@ -49,7 +49,14 @@ from ipoke.models.discriminators import (
 )
 from ipoke.models.perceptual import PerceptualKind, perceptual_loss
 from ipoke.train.autoencoder import MAX_PSNR_DB, pixel_losses
-from ipoke.train.trainer import TrainerParams, build_trainer, fit, is_ddp_worker, reset_stale_checkpoints
+from ipoke.train.trainer import (
+    StageSection,
+    TrainerParams,
+    build_trainer,
+    fit,
+    is_ddp_worker,
+    reset_stale_checkpoints,
+)
 
 log = logging.getLogger("ipoke")
 WEIGHTS_NAME = "ii2v"
@@ -96,7 +103,7 @@ class II2VProfile(Section):
     eval_batches: int | None = Field(None, gt=0)  # test batches for the final metrics; null: the whole split
 
 
-class TrainII2VParams(Section):
+class TrainII2VParams(StageSection):
     demo: II2VProfile
     paper: II2VProfile
 

@@ -11,7 +11,10 @@
 
 Multi-GPU: set ``accelerator: gpu``, ``devices: N`` (or ``auto``) and ``strategy: ddp``. Lightning starts the
 extra processes by rerunning the stage's command; in them :func:`is_ddp_worker` is true and stages train
-without opening an MLflow run or writing outputs (rank 0 does both). The batch size is per process.
+without opening an MLflow run or writing outputs (rank 0 does both; Lightning writes checkpoints from rank 0
+only). The batch size is per process: N processes at batch b train like one at batch N * b. A module that
+steps several optimisers per batch (the autoencoder's GAN) leaves the other networks' parameters out of each
+backward pass, so DDP is told to expect unused parameters there.
 """
 
 from __future__ import annotations
@@ -22,21 +25,23 @@ import os
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ipoke.atomic import atomic_path, write_text
-from ipoke.config import ParamsError, Section, read_params
+from ipoke.config import ParamsError, Section, load_section, read_params
+from ipoke.data.loader import BatchParams, LoaderParams, SharedLoaderParams
 from ipoke.errors import IpokeError
 
 log = logging.getLogger("ipoke")
 
+P = TypeVar("P", bound=Section)
 LAST_CHECKPOINT = "last.ckpt"
 FINGERPRINT_FILE = "params.json"
 PROFILES = ("demo", "paper")
@@ -46,7 +51,8 @@ class TrainerParams(Section):
     """How a stage trains: length, hardware, precision, intervals of validation, logging and checkpoints."""
 
     max_steps: int = Field(gt=0)  # training iterations (batches)
-    precision: Literal["32-true", "16-mixed", "bf16-mixed"] = "32-true"
+    # 64-true (float64) is for numerical checks such as tests/test_ddp.py
+    precision: Literal["32-true", "16-mixed", "bf16-mixed", "64-true"] = "32-true"
     accelerator: str = "auto"  # cpu | gpu | auto
     devices: int | Literal["auto"] = 1  # devices per node (per-process batch size stays the same)
     strategy: Literal["auto", "ddp", "ddp_find_unused_parameters_true"] = "auto"
@@ -68,6 +74,41 @@ def active_profile(params_path: str | os.PathLike | None = None) -> str:
     if name not in PROFILES:
         raise ParamsError(f"params.yaml: profile must be one of {', '.join(PROFILES)}, got {name!r}")
     return name
+
+
+class StageSection(Section):
+    """A training stage's section of params.yaml: one profile per key (``demo``, ``paper``).
+
+    A profile's ``loader`` holds batching only (:class:`~ipoke.data.loader.BatchParams`); what the clips and
+    pokes are comes from the shared ``loader`` section, merged in by :func:`training_profile`.
+    """
+
+    @model_validator(mode="before")
+    @classmethod
+    def _loader_batching_only(cls, data: Any) -> Any:
+        for name, profile in (data.items() if isinstance(data, dict) else ()):
+            loader = profile.get("loader") if isinstance(profile, dict) else None
+            shared = sorted(set(loader or ()) - set(BatchParams.model_fields))
+            if shared:
+                raise ValueError(
+                    f"{name}.loader: {', '.join(shared)} belong in the shared loader section (one place for "
+                    f"every stage); a stage's loader sets only {', '.join(BatchParams.model_fields)}"
+                )
+        return data
+
+
+def with_shared_loader(profile: P, params_path: str | os.PathLike | None = None) -> P:
+    """``profile`` with its loader completed by the shared ``loader`` section of params.yaml (poke simulation,
+    augmentation, seed, epoch): the autoencoder, the encoders, the cINN and the evaluation see the same kind
+    of pokes."""
+    shared = load_section("loader", SharedLoaderParams, params_path)
+    batching = profile.loader.model_dump(include=set(BatchParams.model_fields))
+    return profile.model_copy(update={"loader": LoaderParams(**shared.model_dump(), **batching)})
+
+
+def training_profile(section: StageSection, params_path: str | os.PathLike | None = None):
+    """The active profile of a training stage's section, with the shared loader merged in."""
+    return with_shared_loader(getattr(section, active_profile(params_path)), params_path)
 
 
 def is_ddp_worker() -> bool:
@@ -143,6 +184,9 @@ def build_trainer(
     interval still count batches. ``run_id`` is the stage's open MLflow run (None: no logger).
     """
     k = optimizer_steps_per_batch
+    strategy = params.strategy
+    if strategy == "ddp" and k > 1:
+        strategy = "ddp_find_unused_parameters_true"
     checkpoint_dir = Path(checkpoint_dir)
     loggers: list = []
     if run_id is not None:
@@ -157,7 +201,7 @@ def build_trainer(
         precision=params.precision,
         accelerator=params.accelerator,
         devices=params.devices,
-        strategy=params.strategy,
+        strategy=strategy,
         num_nodes=params.num_nodes,
         val_check_interval=params.val_every_n_steps,
         check_val_every_n_epoch=None,

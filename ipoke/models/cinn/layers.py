@@ -1,14 +1,15 @@
 """The Glow-style invertible layers of a flow block, all behind FrEIA's interface.
 
-FrEIA provides ActNorm and the two-sided affine coupling; this module adds a guard to the former, the
-couplings' subnet, and a fixed channel shuffle. The shuffle is our own because FrEIA's ``PermuteRandom``
-reseeds numpy's global random generator, which would silently reset every other consumer of it (poke
-sampling, data augmentation).
+FrEIA provides ActNorm and the two-sided affine coupling; this module adds a guard and a multi-process
+initialisation to the former, the couplings' subnet, and a fixed channel shuffle. The shuffle is our own
+because FrEIA's ``PermuteRandom`` reseeds numpy's global random generator, which would silently reset every
+other consumer of it (poke sampling, data augmentation).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 from FrEIA.modules import ActNorm as FrEIAActNorm
 from FrEIA.modules import InvertibleModule
 from torch import nn
@@ -21,7 +22,26 @@ class ActNorm(FrEIAActNorm):
 
     Initialisation only happens in the density direction; running it backwards uninitialised is refused, since
     that would initialise it from noise.
+
+    Under data-parallel training (``torch.distributed`` initialised) the statistics are those of all ranks'
+    batches together, reduced across the processes: otherwise every rank would start from its own batch and
+    the replicas would differ for the whole run, since DDP only keeps gradients in step. Every rank must then
+    run its first forward pass together, as the first training step does.
     """
+
+    def _initialize_with_data(self, data):
+        channels = self.dims_in[0]
+        x = data.detach().transpose(0, 1).reshape(channels, -1).double()
+        count = x.new_tensor(float(x.shape[1]))
+        total = x.sum(dim=1)
+        _sum_over_ranks(count, total)
+        mean = total / count
+        squares = (x - mean[:, None]).pow(2).sum(dim=1)
+        _sum_over_ranks(squares)
+        log_scale = -0.5 * torch.log(squares / (count - 1))  # 1 / unbiased std, as FrEIA's
+        self.scale.data.view(-1)[:] = log_scale.to(self.scale.dtype)
+        self.bias.data.view(-1)[:] = (-mean * log_scale.exp()).to(self.bias.dtype)
+        self.init_on_next_batch = False
 
     def forward(self, x, rev=False, jac=True):
         if rev and self.init_on_next_batch:
@@ -30,6 +50,13 @@ class ActNorm(FrEIAActNorm):
                 "(load_state_dict) or pass a batch of training latents forward first"
             )
         return super().forward(x, rev=rev, jac=jac)
+
+
+def _sum_over_ranks(*tensors: torch.Tensor) -> None:
+    """Sum each tensor in place over the processes of a data-parallel run (nothing in a single process)."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        for t in tensors:
+            dist.all_reduce(t, op=dist.ReduceOp.SUM)
 
 
 class ChannelShuffle(InvertibleModule):

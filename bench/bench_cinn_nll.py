@@ -1,0 +1,168 @@
+"""NLL parity: our paper-layout cINN against the authors' layout, same latents, same training budget.
+
+Data: the latents of the trained demo pipeline, what ``train_cinn`` fits after ``make repro``: the clips of
+``data/shards/<dataset>`` encoded by ``models/<dataset>/ae`` (posterior mean z, d x 8 x 8) with the
+conditioning maps of ``models/<dataset>/encoders`` for pokes drawn as params.yaml's shared ``loader``
+section says (training clips with the pokes of ``--poke-epochs`` epochs, test clips with epoch 0's). Both
+flows see the same batches in the same order, with the training stage's optimiser (Adam 1e-3, betas
+(0.9, 0.999), weight decay 1e-5, linear warm-up then linear decay to zero) and ActNorm initialised from the
+first batch.
+
+The layouts: ours is the paper profile's (K=15 blocks, N_k as published, one masked-convolution unit per
+sub-block, conditioned couplings ``--ours-width`` wide); the authors' is ``AUTHORS_REFERENCE`` (four units
+and two unconditioned GLOW couplings per sub-block) with couplings ``--authors-width`` wide instead of their
+2048, which would not train here in any useful time. Both at the demo latent's d.
+
+Reports parameters, seconds per training step (median, on this machine under whatever else runs on it), the
+training NLL at the end and the test NLL (bits per dimension) every ``--eval-every`` steps; writes
+bench/results/cinn_nll.json. Run after ``make repro`` (or point ``--models`` and ``--shards`` at another
+run's outputs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from ipoke.atomic import write_text
+from ipoke.config import load_section
+from ipoke.data.loader import LoaderParams, SharedLoaderParams, make_loader
+from ipoke.models.autoencoder import load_autoencoder
+from ipoke.models.cinn import AUTHORS_REFERENCE, CINN, PROFILES, CINNConfig, bits_per_dim
+from ipoke.sampling import load_encoders
+from ipoke.train.cinn import warmup_linear_decay
+
+RESULTS = Path(__file__).parent / "results" / "cinn_nll.json"
+
+
+@torch.no_grad()
+def encode_split(models: Path, shards: Path, split: str, epochs: int) -> dict[str, torch.Tensor]:
+    """z and the conditioning maps of every clip of ``split``, for the pokes of ``epochs`` loader epochs."""
+    ae = load_autoencoder(models / "ae").eval()
+    conditioner, _ = load_encoders(models / "encoders")
+    shared = load_section("loader", SharedLoaderParams)
+    params = LoaderParams(**shared.model_dump(), batch_size=32, workers=0, shuffle_buffer=0)
+    params = params.model_copy(update={"resampled": False})
+    loader = make_loader(shards, split, params, train=split == "train")
+    zs, conds = [], []
+    for epoch in range(epochs):
+        loader.set_epoch(epoch)
+        for batch in loader:
+            zs.append(ae.encode(batch["video"]))
+            conds.append(conditioner(batch["video"][:, 0], batch["poke"]))
+    return {"z": torch.cat(zs), "cond": torch.cat(conds)}
+
+
+def nll_bpd(flow: CINN, z: torch.Tensor, cond: torch.Tensor, batch: int = 256) -> float:
+    with torch.no_grad():
+        nll = torch.cat([flow.nll(z[i : i + batch], cond[i : i + batch]) for i in range(0, len(z), batch)])
+    return float(bits_per_dim(nll.mean(), math.prod(flow.latent_shape)))
+
+
+def train(config: CINNConfig, data: dict, test: dict, args: argparse.Namespace) -> dict:
+    """Train one flow on ``data`` with the training stage's optimiser; its cost and NLL along the way."""
+    torch.manual_seed(args.seed)
+    flow = CINN(config, data["cond"].shape[1])
+    order = torch.randperm(len(data["z"]), generator=torch.Generator().manual_seed(args.seed))
+    batches = [order[i : i + args.batch] for i in range(0, len(order) - args.batch + 1, args.batch)]
+    with torch.no_grad():
+        flow(data["z"][batches[0]], data["cond"][batches[0]])  # ActNorm data-dependent init
+    optimizer = torch.optim.Adam(flow.parameters(), lr=1e-3, betas=(0.9, 0.999), weight_decay=1e-5)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: warmup_linear_decay(step, args.warmup, args.steps)
+    )
+    step_s, train_bpd, curve = [], [], []
+    for step in range(args.steps):
+        index = batches[step % len(batches)]
+        start = time.perf_counter()
+        nll = flow.nll(data["z"][index], data["cond"][index]).mean()
+        optimizer.zero_grad(set_to_none=True)
+        nll.backward()
+        optimizer.step()
+        schedule.step()
+        step_s.append(time.perf_counter() - start)
+        train_bpd.append(float(bits_per_dim(nll.detach(), math.prod(flow.latent_shape))))
+        if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
+            flow.eval()
+            curve.append({"step": step + 1, "test_nll_bpd": nll_bpd(flow, test["z"], test["cond"])})
+            flow.train()
+            recent = statistics.mean(train_bpd[-args.eval_every :])
+            print(
+                f"  step {step + 1}: train {recent:.4f} bpd, test {curve[-1]['test_nll_bpd']:.4f} bpd, "
+                f"{statistics.median(step_s):.3f} s/step",
+                flush=True,
+            )
+    return {
+        "config": config.model_dump(mode="json"),
+        "parameters": sum(p.numel() for p in flow.parameters()),
+        "s_per_step_median": statistics.median(step_s),
+        "train_nll_bpd_last_100": statistics.mean(train_bpd[-100:]),
+        "test_nll_bpd": curve[-1]["test_nll_bpd"],
+        "test_curve": curve,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=Path, default=Path("models/synthetic"))
+    parser.add_argument("--shards", type=Path, default=Path("data/shards/synthetic"))
+    parser.add_argument("--poke-epochs", type=int, default=4, help="epochs of pokes on the training clips")
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--eval-every", type=int, default=100)
+    parser.add_argument("--ours-width", type=int, default=PROFILES["paper"].coupling_hidden)
+    parser.add_argument("--authors-width", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    start = time.perf_counter()
+    data = encode_split(args.models, args.shards, "train", args.poke_epochs)
+    test = encode_split(args.models, args.shards, "test", 1)
+    d = data["z"].shape[1]
+    print(f"latents: {len(data['z'])} training ({args.poke_epochs} poke epochs), {len(test['z'])} test, "
+          f"z {tuple(data['z'].shape[1:])}, conditioning {data['cond'].shape[1]} channels "
+          f"({time.perf_counter() - start:.0f} s to encode)")
+    layouts = {
+        name: base.model_copy(update={"latent_channels": d, "coupling_hidden": width})
+        for name, base, width in (
+            ("ours", PROFILES["paper"], args.ours_width),
+            ("authors", AUTHORS_REFERENCE, args.authors_width),
+        )
+    }
+    results: dict[str, object] = {
+        "setup": {
+            "data": {"models": str(args.models), "shards": str(args.shards), "train_latents": len(data["z"]),
+                     "test_latents": len(test["z"]), "poke_epochs": args.poke_epochs, "d": d,
+                     "cond_channels": data["cond"].shape[1]},
+            "steps": args.steps, "batch": args.batch, "warmup": args.warmup,
+            "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "load_average_start": os.getloadavg(),
+        }
+    }
+    for name, config in layouts.items():
+        print(f"{name}: coupling width {config.coupling_hidden}")
+        results[name] = train(config, data, test, args)
+    results["setup"]["load_average_end"] = os.getloadavg()
+    print(f"\n| layout | width | parameters | s/step, batch {args.batch} | train NLL, bpd | test NLL, bpd |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name in layouts:
+        r = results[name]
+        print(f"| {name} | {r['config']['coupling_hidden']} | {r['parameters'] / 1e6:.2f}M | "
+              f"{r['s_per_step_median']:.3f} | {r['train_nll_bpd_last_100']:.4f} | {r['test_nll_bpd']:.4f} |")
+    write_text(RESULTS, json.dumps(results, indent=2) + "\n")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
