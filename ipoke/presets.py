@@ -65,6 +65,8 @@ RESOLUTION_KEYS = (
     "train_ii2v.paper.model.resolution",
 )
 LATENT_KEYS = ("train_ae.paper.model.z_dim", "train_cinn.paper.model.latent_channels")
+# The autoencoder's batch; the cVAE counterpart trains like the autoencoder (appendix F).
+AE_BATCH_KEYS = ("train_ae.paper.loader.batch_size", "train_cvae.paper.loader.batch_size")
 # The authors' flow: FlowNet2 (ptlflow's FlyingThings3D weights) on frames at 256 px, one estimate per clip.
 PAPER_FLOW = {
     "estimate_flow.method": "flownet2",
@@ -99,7 +101,7 @@ def overrides(name: str) -> dict[str, Any]:
         {"profile": "paper", "dataset": column.dataset, "download.source": column.dataset}
         | dict.fromkeys(RESOLUTION_KEYS, resolution.size)
         | dict.fromkeys(LATENT_KEYS, column.d)
-        | {"train_ae.paper.loader.batch_size": resolution.ae_batch}
+        | dict.fromkeys(AE_BATCH_KEYS, resolution.ae_batch)
         | PAPER_FLOW
     )
 
@@ -167,7 +169,9 @@ def check(params: dict[str, Any]) -> None:
     from ipoke.evaluation.protocol import EvaluateParams
     from ipoke.train.autoencoder import TrainAEParams
     from ipoke.train.cinn import TrainCINNParams
+    from ipoke.train.cvae import TrainCVAEParams
     from ipoke.train.encoders import TrainEncodersParams
+    from ipoke.train.ii2v import TrainII2VParams
     from ipoke.train.trainer import PROFILES
 
     schemas = {
@@ -178,6 +182,8 @@ def check(params: dict[str, Any]) -> None:
         "train_ae": TrainAEParams,
         "train_encoders": TrainEncodersParams,
         "train_cinn": TrainCINNParams,
+        "train_ii2v": TrainII2VParams,
+        "train_cvae": TrainCVAEParams,
         "evaluate": EvaluateParams,
     }
     for section, schema in schemas.items():
@@ -197,7 +203,8 @@ def summary(params: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """What each stage will read, in a few lines per stage (for ``ipoke preset show``)."""
     profile, dataset = params["profile"], params["dataset"]
     frames, flow = params["extract_frames"], params["estimate_flow"]
-    ae, enc, cinn, ev = (params[s][profile] for s in ("train_ae", "train_encoders", "train_cinn", "evaluate"))
+    stages = ("train_ae", "train_encoders", "train_cinn", "train_ii2v", "train_cvae", "evaluate")
+    ae, enc, cinn, ii2v, cvae, ev = (params[s][profile] for s in stages)
     d, size = ae["model"]["z_dim"], ae["model"]["resolution"]
     return {
         "download": {"dataset": dataset, "source": params["download"]["source"]},
@@ -235,6 +242,17 @@ def summary(params: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "coupling width": cinn["model"]["coupling_hidden"],
             "batch": cinn["loader"]["batch_size"],
             "steps": cinn["trainer"]["max_steps"],
+        },
+        "train_ii2v": {
+            "frames": f"{ii2v['model']['resolution']} px",
+            "widths": f"{ii2v['model']['width']} to {ii2v['model']['deep_width']}",
+            "batch": ii2v["loader"]["batch_size"],
+            "steps": ii2v["trainer"]["max_steps"],
+        },
+        "train_cvae": {
+            "frames": f"{size} px (the autoencoder's architecture)",
+            "batch": cvae["loader"]["batch_size"],
+            "steps": cvae["trainer"]["max_steps"],
         },
         "evaluate": {
             "frames": f"{size} px (the trained pipeline's)",

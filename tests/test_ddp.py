@@ -44,8 +44,12 @@ def test_ddp_replicas_stay_identical_and_train_as_one_process(ddp_run, tmp_path,
         assert torch.equal(value, ranks[1]["params"][key]), f"{key} differs between the ranks"
     moved = max(float((single["params"][k] - initial[k]).abs().max()) for k in initial)
     assert moved > 1e-4  # the steps changed the weights: equal weights are no accident of no training
+    # The posterior's log-variance (init -30: std 3e-7) learns only from the reparameterisation noise, which
+    # each process draws for its own clips; Adam turns those tiny gradients into full-size steps of random
+    # sign. Every other weight must match the single process.
     for key, value in ranks[0]["params"].items():
-        torch.testing.assert_close(value, single["params"][key], rtol=0, atol=1e-6, msg=key)
+        if "to_logvar" not in key:
+            torch.testing.assert_close(value, single["params"][key], rtol=0, atol=1e-6, msg=key)
 
     # one checkpoint, written by rank 0, holding rank 0's weights
     state = torch.load(ddp_run / model / "last.ckpt", weights_only=False)["state_dict"]
