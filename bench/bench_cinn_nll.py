@@ -1,7 +1,7 @@
 """NLL parity: our paper-layout cINN against the authors' layout, same latents, same training budget.
 
 Data: the latents of the trained demo pipeline, what ``train_cinn`` fits after ``make repro``: the clips of
-``data/shards/<dataset>`` encoded by ``models/<dataset>/ae`` (posterior mean z, d x 8 x 8) with the
+``data/shards/<dataset>`` encoded by ``models/<dataset>/ae`` (posterior mean z, d x s x s) with the
 conditioning maps of ``models/<dataset>/encoders`` for pokes drawn as params.yaml's shared ``loader``
 section says (training clips with the pokes of ``--poke-epochs`` epochs, test clips with epoch 0's). Both
 flows see the same batches in the same order, with the training stage's optimiser (Adam 1e-3, betas
@@ -11,7 +11,7 @@ first batch.
 The layouts: ours is the paper profile's (K=15 blocks, N_k as published, one masked-convolution unit per
 sub-block, conditioned couplings ``--ours-width`` wide); the authors' is ``AUTHORS_REFERENCE`` (four units
 and two unconditioned GLOW couplings per sub-block) with couplings ``--authors-width`` wide instead of their
-2048, which would not train here in any useful time. Both at the demo latent's d.
+2048, which would not train here in any useful time. Both at the demo latent's d and size.
 
 Reports parameters, seconds per training step (median, on this machine under whatever else runs on it), the
 training NLL at the end and the test NLL (bits per dimension) every ``--eval-every`` steps; writes
@@ -129,12 +129,12 @@ def main() -> None:
     start = time.perf_counter()
     data = encode_split(args.models, args.shards, "train", args.poke_epochs)
     test = encode_split(args.models, args.shards, "test", 1)
-    d = data["z"].shape[1]
+    d, size = data["z"].shape[1], data["z"].shape[-1]
     print(f"latents: {len(data['z'])} training ({args.poke_epochs} poke epochs), {len(test['z'])} test, "
           f"z {tuple(data['z'].shape[1:])}, conditioning {data['cond'].shape[1]} channels "
           f"({time.perf_counter() - start:.0f} s to encode)")
     layouts = {
-        name: base.model_copy(update={"latent_channels": d, "coupling_hidden": width})
+        name: base.model_copy(update={"latent_channels": d, "latent_size": size, "coupling_hidden": width})
         for name, base, width in (
             ("ours", PROFILES["paper"], args.ours_width),
             ("authors", AUTHORS_REFERENCE, args.authors_width),

@@ -199,6 +199,10 @@ def check(params: dict[str, Any]) -> None:
             raise ParamsError(f"the stages disagree on the {what}: {listed}")
 
 
+def _schedule(profile: dict[str, Any]) -> dict[str, Any]:
+    return {"batch": profile["loader"]["batch_size"], "steps": profile["trainer"]["max_steps"]}
+
+
 def summary(params: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """What each stage will read, in a few lines per stage (for ``ipoke preset show``)."""
     profile, dataset = params["profile"], params["dataset"]
@@ -225,34 +229,29 @@ def summary(params: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "encoder widths": ae["model"]["enc_channels"],
             "decoder widths": ae["model"]["dec_channels"],
             "loss": f"perceptual {ae['loss']['perceptual']}, adversarial {ae['loss']['adversarial']}",
-            "batch": ae["loader"]["batch_size"],
-            "steps": ae["trainer"]["max_steps"],
+            **_schedule(ae),
         },
         "train_encoders": {
             "frames": f"{enc['resolution']} px",
             "widths": f"{enc['model']['width']} doubling to {enc['model']['max_width']}",
             "c_x0, c_poke channels": f"{enc['model']['image_channels']}, {enc['model']['poke_channels']}",
-            "batch": enc["loader"]["batch_size"],
-            "steps": enc["trainer"]["max_steps"],
+            **_schedule(enc),
         },
         "train_cinn": {
             "frames": f"{size} px (the autoencoder's)",
             "d": cinn["model"]["latent_channels"],
             "sub-blocks N_k": cinn["model"]["subblocks"],
             "coupling width": cinn["model"]["coupling_hidden"],
-            "batch": cinn["loader"]["batch_size"],
-            "steps": cinn["trainer"]["max_steps"],
+            **_schedule(cinn),
         },
         "train_ii2v": {
             "frames": f"{ii2v['model']['resolution']} px",
             "widths": f"{ii2v['model']['width']} to {ii2v['model']['deep_width']}",
-            "batch": ii2v["loader"]["batch_size"],
-            "steps": ii2v["trainer"]["max_steps"],
+            **_schedule(ii2v),
         },
         "train_cvae": {
             "frames": f"{size} px (the autoencoder's architecture)",
-            "batch": cvae["loader"]["batch_size"],
-            "steps": cvae["trainer"]["max_steps"],
+            **_schedule(cvae),
         },
         "evaluate": {
             "frames": f"{size} px (the trained pipeline's)",
