@@ -160,3 +160,26 @@ def test_paper_profile_is_at_most_a_fifth_of_the_authors_size():
     authors = n_params(AUTHORS_REFERENCE)
     assert ours <= authors / 5
     assert 0.95e9 < authors < 1.25e9  # the released flow: about 1.05B parameters
+
+
+def test_a_draw_whose_inverse_overflows_is_redrawn_deterministically(net, monkeypatch):
+    _, cond = batch(n=2, seed=5)
+    reverse = CINN.reverse
+    calls = []
+
+    def overflowing(self, r, c):  # the first call: sample 1 of each conditioning map overflows
+        z = reverse(self, r, c)
+        calls.append(len(r))
+        if len(calls) == 1:
+            z[1::2] = float("inf")
+        return z
+
+    monkeypatch.setattr(CINN, "reverse", overflowing)
+    samples = net.sample(cond, n=2, seed=3)
+    assert calls == [4, 2]  # the two failed draws, redrawn once
+    assert torch.isfinite(samples).all()
+    calls.clear()
+    torch.testing.assert_close(net.sample(cond, n=2, seed=3), samples)  # same seed, same samples
+    monkeypatch.setattr(CINN, "reverse", lambda self, r, c: torch.full_like(r, float("nan")))
+    with pytest.raises(IpokeError, match="overflowed for 11 draws"):
+        net.sample(cond, n=2, seed=3)

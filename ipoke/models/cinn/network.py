@@ -16,8 +16,11 @@ import math
 import torch
 from torch import Tensor, nn
 
+from ipoke.errors import IpokeError
 from ipoke.models.cinn.blocks import flow_block
 from ipoke.models.cinn.config import CINNConfig
+
+MAX_REDRAWS = 10  # residual draws retried per sample when the inverse overflows (see CINN.sample)
 
 
 class CINN(nn.Module):
@@ -70,12 +73,32 @@ class CINN(nn.Module):
 
     @torch.no_grad()
     def sample(self, cond: Tensor, n: int = 1, seed: int | None = None, temperature: float = 1.0) -> Tensor:
-        """``n`` latents per conditioning map: (B, n, d, h, w); the same seed gives the same samples."""
+        """``n`` latents per conditioning map: (B, n, d, h, w); the same seed gives the same samples.
+
+        The masked convolutions invert row by row, and for rare residuals far in the tails that solve
+        overflows (about 1 draw in 400 of the demo model at 16 x 16). Such a draw is redrawn from the same
+        generator, up to ``MAX_REDRAWS`` times, so a sample is never a non-finite video.
+        """
         generator = None if seed is None else torch.Generator(device=cond.device).manual_seed(seed)
-        shape = (cond.shape[0] * n, *self.latent_shape)
-        r = torch.randn(shape, generator=generator, device=cond.device, dtype=cond.dtype) * temperature
-        z = self.reverse(r, cond.repeat_interleave(n, dim=0))
-        return z.view(cond.shape[0], n, *self.latent_shape)
+        cond = cond.repeat_interleave(n, dim=0)
+
+        def draw(count: int) -> Tensor:
+            shape = (count, *self.latent_shape)
+            return torch.randn(shape, generator=generator, device=cond.device, dtype=cond.dtype) * temperature
+
+        z = self.reverse(draw(len(cond)), cond)
+        failed = ~torch.isfinite(z).flatten(1).all(1)
+        for _ in range(MAX_REDRAWS):
+            if not failed.any():
+                break
+            z[failed] = self.reverse(draw(int(failed.sum())), cond[failed])
+            failed = ~torch.isfinite(z).flatten(1).all(1)
+        if failed.any():
+            raise IpokeError(
+                f"the cINN's inverse overflowed for {MAX_REDRAWS + 1} draws in a row (temperature "
+                f"{temperature}): the model is probably broken; check its training NLL"
+            )
+        return z.view(-1, n, *self.latent_shape)
 
     def nll(self, z: Tensor, cond: Tensor) -> Tensor:
         """Exact negative log-likelihood of z given cond, in nats per sample."""
