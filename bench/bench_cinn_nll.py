@@ -85,6 +85,8 @@ def train(config: CINNConfig, data: dict, test: dict, args: argparse.Namespace) 
         nll = flow.nll(data["z"][index], data["cond"][index]).mean()
         optimizer.zero_grad(set_to_none=True)
         nll.backward()
+        if args.clip_grad_norm is not None:  # the training stage's optim.grad_clip_norm
+            torch.nn.utils.clip_grad_norm_(flow.parameters(), args.clip_grad_norm)
         optimizer.step()
         schedule.step()
         step_s.append(time.perf_counter() - start)
@@ -122,6 +124,7 @@ def main() -> None:
     parser.add_argument("--authors-width", type=int, default=256)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--clip-grad-norm", type=float, default=None, help="clip each step's gradient norm")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -146,6 +149,7 @@ def main() -> None:
                      "test_latents": len(test["z"]), "poke_epochs": args.poke_epochs, "d": d,
                      "cond_channels": data["cond"].shape[1]},
             "steps": args.steps, "batch": args.batch, "warmup": args.warmup,
+            "clip_grad_norm": args.clip_grad_norm,
             "threads": torch.get_num_threads(), "torch": torch.__version__,
             "load_average_start": os.getloadavg(),
         }
