@@ -76,7 +76,7 @@ from ipoke.evaluation.results import (
 )
 from ipoke.metrics import MetricUnavailable
 from ipoke.metrics.ambiguity import AmbiguityExample, ambiguity_curve, keypoint_error, lpips_error
-from ipoke.metrics.control import control_error, end_point_error, point_motion
+from ipoke.metrics.control import end_point_error, point_motion, poke_outcome
 from ipoke.metrics.diversity import pairwise_lpips, pairwise_mse
 from ipoke.metrics.fvd import I3DFeatures, fvd
 from ipoke.metrics.image import video_psnr, video_ssim
@@ -287,19 +287,29 @@ def _frame_scores(
     return scores
 
 
-def _control_rows(x0: np.ndarray, videos: dict[str, np.ndarray], pokes: np.ndarray) -> dict[str, float]:
-    """Mean control error per method; ``videos[m]`` is ``(n, T, S, S, 3)`` with x0 first."""
-    return {
-        m: float(np.mean([control_error(x0, v[1:], pokes).mean() for v in vs])) for m, vs in videos.items()
-    }
+def _control_rows(
+    x0: np.ndarray, videos: dict[str, np.ndarray], pokes: np.ndarray
+) -> dict[str, tuple[float, float]]:
+    """Per method, the mean control error and the mean tracked motion of the poked points (px), from one
+    tracking pass over each video; ``videos[m]`` is ``(n, T, S, S, 3)`` with x0 first."""
+    rows = {}
+    for m, vs in videos.items():
+        errors, motions = zip(*(poke_outcome(x0, v[1:], pokes) for v in vs), strict=True)
+        rows[m] = float(np.mean([e.mean() for e in errors])), float(np.mean([d.mean() for d in motions]))
+    return rows
+
+
+def _frame_change(x0: np.ndarray, videos: np.ndarray) -> float:
+    """Mean absolute change of the videos' frames ``(n, T, S, S, 3)`` (x0 first) from x0, in grey levels."""
+    return float(np.abs(videos[:, 1:].astype(np.float64) - x0.astype(np.float64)).mean())
 
 
 def _response(x0: np.ndarray, videos: np.ndarray, pokes: np.ndarray) -> dict[str, float]:
     """How much the videos ``(n, T, S, S, 3)`` (x0 first) move: the poked points' tracked displacement (px)
-    and the mean absolute change of the frames from x0 (grey levels), averaged over the videos."""
+    and the frames' change, averaged over the videos."""
     return {
         "point_motion": float(np.mean([point_motion(x0, v[1:], pokes[:, :2]).mean() for v in videos])),
-        "frame_change": float(np.abs(videos[:, 1:].astype(np.float64) - x0.astype(np.float64)).mean()),
+        "frame_change": _frame_change(x0, videos),
     }
 
 
@@ -355,10 +365,11 @@ def _evaluate_batch(
             "gt_floor": gt_u8[b][None],
             "no_poke": no_poke_u8[b],
         } | {key: u8[b] for key, u8 in baseline_u8.items()}
-        for method, error in _control_rows(gt_u8[b, 0], videos, pokes).items():
+        control = _control_rows(gt_u8[b, 0], videos, pokes)
+        for method, (error, _) in control.items():
             acc.rows("control", method).append(error)
-        for name, value in _response(gt_u8[b, 0], samples_u8[b], pokes).items():
-            acc.response.setdefault(name, []).append(value)
+        acc.response.setdefault("point_motion", []).append(control["ipoke"][1])
+        acc.response.setdefault("frame_change", []).append(_frame_change(gt_u8[b, 0], samples_u8[b]))
         if keypoints[b] is not None:
             rows = _keypoint_rows(gt_u8[b, 0], videos, keypoints[b], pokes, pipeline.size)
             for method, error in rows.items():

@@ -79,9 +79,15 @@ def control_error(x0: np.ndarray, video: np.ndarray, pokes: np.ndarray) -> np.nd
 
     ``pokes`` is ``(K, 4)`` rows of ``(x, y, dx, dy)``; frames as in :func:`track_points`.
     """
+    return poke_outcome(x0, video, pokes)[0]
+
+
+def poke_outcome(x0: np.ndarray, video: np.ndarray, pokes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Control error and motion ``(K,)`` each of the poked points from one tracking pass: the distance of each
+    tracked end position from the poke's target and from its start."""
     pokes = _check_points(pokes, np.shape(x0)[:2], "pokes", width=4)
-    end = track_points(x0, video, pokes[:, :2])[-1]
-    return np.linalg.norm(end - (pokes[:, :2] + pokes[:, 2:]), axis=1)
+    start, end = pokes[:, :2], track_points(x0, video, pokes[:, :2])[-1]
+    return np.linalg.norm(end - (start + pokes[:, 2:]), axis=1), np.linalg.norm(end - start, axis=1)
 
 
 def point_motion(x0: np.ndarray, video: np.ndarray, points: np.ndarray) -> np.ndarray:
