@@ -9,9 +9,12 @@ flows see the same batches in the same order, with the training stage's optimise
 first batch.
 
 The layouts: ours is the paper profile's (K=15 blocks, N_k as published, one masked-convolution unit per
-sub-block, conditioned couplings ``--ours-width`` wide); the authors' is ``AUTHORS_REFERENCE`` (four units
-and two unconditioned GLOW couplings per sub-block) with couplings ``--authors-width`` wide instead of their
-2048, which would not train here in any useful time. Both at the demo latent's d and size.
+sub-block, conditioned couplings ``--ours-width`` wide with bounded scales), once more with Glow's couplings
+(the demo's); the authors' is ``AUTHORS_REFERENCE`` (four units and two unconditioned bounded couplings per
+sub-block) with couplings ``--authors-width`` wide instead of their 2048, which would not train here in any
+useful time. The paper's layout needs d >= K: a latent larger than 8 x 8 (the demo's d x 16 x 16) is
+rearranged space-to-depth to 4d x 8 x 8, and its conditioning maps with it, so every block gets exits as
+published.
 
 Reports parameters, seconds per training step (median, on this machine under whatever else runs on it), the
 training NLL at the end and the test NLL (bits per dimension) every ``--eval-every`` steps; writes
@@ -58,6 +61,14 @@ def encode_split(models: Path, shards: Path, split: str, epochs: int) -> dict[st
             zs.append(ae.encode(batch["video"]))
             conds.append(conditioner(batch["video"][:, 0], batch["poke"]))
     return {"z": torch.cat(zs), "cond": torch.cat(conds)}
+
+
+def space_to_depth(split: dict[str, torch.Tensor], size: int) -> dict[str, torch.Tensor]:
+    """z and conditioning maps rearranged to ``size`` x ``size`` (channels x (s / size)^2), nothing lost."""
+    factor = split["z"].shape[-1] // size
+    if factor <= 1:
+        return split
+    return {key: torch.nn.functional.pixel_unshuffle(value, factor) for key, value in split.items()}
 
 
 def nll_bpd(flow: CINN, z: torch.Tensor, cond: torch.Tensor, batch: int = 256) -> float:
@@ -122,6 +133,8 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=50)
     parser.add_argument("--ours-width", type=int, default=PROFILES["paper"].coupling_hidden)
     parser.add_argument("--authors-width", type=int, default=256)
+    parser.add_argument("--latent-size", type=int, default=PROFILES["paper"].latent_size,
+                        help="rearrange larger latents space-to-depth to this size")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--clip-grad-norm", type=float, default=None, help="clip each step's gradient norm")
@@ -132,21 +145,28 @@ def main() -> None:
     start = time.perf_counter()
     data = encode_split(args.models, args.shards, "train", args.poke_epochs)
     test = encode_split(args.models, args.shards, "test", 1)
+    encoded = tuple(data["z"].shape[1:])
+    data, test = space_to_depth(data, args.latent_size), space_to_depth(test, args.latent_size)
     d, size = data["z"].shape[1], data["z"].shape[-1]
     print(f"latents: {len(data['z'])} training ({args.poke_epochs} poke epochs), {len(test['z'])} test, "
-          f"z {tuple(data['z'].shape[1:])}, conditioning {data['cond'].shape[1]} channels "
+          f"z {encoded} as {tuple(data['z'].shape[1:])}, conditioning {data['cond'].shape[1]} channels "
           f"({time.perf_counter() - start:.0f} s to encode)")
-    layouts = {
-        name: base.model_copy(update={"latent_channels": d, "latent_size": size, "coupling_hidden": width})
+    ours_glow = PROFILES["paper"].model_copy(update={"coupling_transform": "glow"})
+    layouts = {  # validated again: d and size change the exits
+        name: CINNConfig.model_validate(
+            base.model_dump() | {"latent_channels": d, "latent_size": size, "coupling_hidden": width}
+        )
         for name, base, width in (
             ("ours", PROFILES["paper"], args.ours_width),
+            ("ours, glow couplings", ours_glow, args.ours_width),
             ("authors", AUTHORS_REFERENCE, args.authors_width),
         )
     }
     results: dict[str, object] = {
         "setup": {
             "data": {"models": str(args.models), "shards": str(args.shards), "train_latents": len(data["z"]),
-                     "test_latents": len(test["z"]), "poke_epochs": args.poke_epochs, "d": d,
+                     "test_latents": len(test["z"]), "poke_epochs": args.poke_epochs, "encoded": encoded,
+                     "d": d, "size": size,
                      "cond_channels": data["cond"].shape[1]},
             "steps": args.steps, "batch": args.batch, "warmup": args.warmup,
             "clip_grad_norm": args.clip_grad_norm,

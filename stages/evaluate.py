@@ -51,7 +51,8 @@ def main() -> None:
         atomic.write_text(plot, ambiguity_csv(results))
         metrics = {"profile": profile_name, **record["metrics"]}
         st.write_metrics("metrics/evaluate.json", metrics)
-        st.log_metrics({"seconds": record["seconds"]})  # timings go to MLflow only: the metrics file is in git
+        # timings go to MLflow only: the metrics file is in git
+        st.log_metrics({"seconds": record["seconds"]})
         st.log_metrics({k: v for k, v in numeric(metrics).items() if "." in k})  # nested ones
         st.log_artifact(out, "eval")
         shared = [

@@ -3,6 +3,7 @@ across data-parallel processes)."""
 
 from __future__ import annotations
 
+import math
 import socket
 from functools import partial
 
@@ -16,7 +17,7 @@ from FrEIA.modules import GLOWCouplingBlock
 from ipoke.errors import IpokeError
 from ipoke.models.cinn.blocks import flow_block
 from ipoke.models.cinn.config import CINNConfig
-from ipoke.models.cinn.layers import ActNorm, ChannelShuffle, coupling_subnet
+from ipoke.models.cinn.layers import ActNorm, BoundedAffineCoupling, ChannelShuffle, coupling_subnet
 from ipoke.models.cinn.maskedconv import ORIENTATIONS, MaskedConvFlow
 
 C, H, W, COND = 2, 4, 4, 3
@@ -222,10 +223,30 @@ def coupling(conditioned=True):
     return perturb(module.double())
 
 
+def bounded_coupling(conditioned=True, bound=1.0):
+    dims_c = [(COND, H, W)] if conditioned else []
+    module = BoundedAffineCoupling(
+        [(C, H, W)], dims_c, subnet_constructor=partial(coupling_subnet, hidden=8), scale_bound=bound
+    )
+    return perturb(module.double())
+
+
+@pytest.mark.parametrize("make", [coupling, bounded_coupling], ids=["glow", "bounded"])
 @pytest.mark.parametrize("conditioned", [True, False])
-def test_affine_coupling_is_invertible_with_exact_log_det(conditioned):
+def test_affine_coupling_is_invertible_with_exact_log_det(make, conditioned):
     x, c = data()
-    check_invertible_with_exact_log_det(coupling(conditioned), x, c if conditioned else None)
+    check_invertible_with_exact_log_det(make(conditioned), x, c if conditioned else None)
+
+
+def test_bounded_coupling_keeps_every_scale_within_its_bound():
+    module = perturb(bounded_coupling(bound=0.5), std=50.0)
+    x, c = data()
+    (y,), log_det = module([x], c=[c])
+    assert torch.isfinite(y).all()
+    per_dim = log_det / (C * H * W)  # each log-scale lies in (log 0.5, log 1.5)
+    assert torch.all(per_dim > math.log(0.5)) and torch.all(per_dim < math.log(1.5))
+    (y_other,), _ = module([x], c=[-c])
+    assert not torch.allclose(y, y_other)  # the conditioning reaches both halves' subnets
 
 
 def test_affine_coupling_sees_the_conditioning_and_bounds_its_scales():

@@ -24,10 +24,10 @@ def batch(n: int = 6, seed: int = 0, dtype=torch.float64) -> tuple[torch.Tensor,
     return z, cond
 
 
-@pytest.fixture(scope="module")
-def net() -> CINN:
+@pytest.fixture(scope="module", params=["glow", "bounded"])
+def net(request) -> CINN:
     torch.manual_seed(0)
-    model = CINN(TINY, COND).double()
+    model = CINN(TINY.model_copy(update={"coupling_transform": request.param}), COND).double()
     model(*batch())  # data-dependent ActNorm initialisation
     return perturb(model, std=0.05)
 
@@ -95,7 +95,7 @@ def test_every_masked_convolution_sees_the_conditioning():
 
 def test_a_reloaded_network_samples_the_same_without_reinitialising(net, tmp_path):
     torch.save(net.state_dict(), tmp_path / "cinn.pt")
-    reloaded = CINN(TINY, COND).double()
+    reloaded = CINN(net.config, COND).double()
     reloaded.load_state_dict(torch.load(tmp_path / "cinn.pt"))
     z, cond = batch(n=3, seed=7)
     torch.testing.assert_close(reloaded.sample(cond, n=2, seed=3), net.sample(cond, n=2, seed=3))

@@ -15,7 +15,7 @@ from FrEIA.framework import SequenceINN
 from FrEIA.modules import GLOWCouplingBlock
 
 from ipoke.models.cinn.config import CINNConfig
-from ipoke.models.cinn.layers import ActNorm, ChannelShuffle, coupling_subnet
+from ipoke.models.cinn.layers import ActNorm, BoundedAffineCoupling, ChannelShuffle, coupling_subnet
 from ipoke.models.cinn.maskedconv import MaskedConvFlow
 
 
@@ -31,11 +31,11 @@ def flow_block(
         hidden_channels=config.maskedconv_hidden_factor * channels,
         scale_bound=config.scale_bound,
     )
-    coupling = partial(
-        GLOWCouplingBlock,
-        subnet_constructor=partial(coupling_subnet, hidden=config.coupling_hidden),
-        clamp=config.coupling_clamp,
-    )
+    subnet = partial(coupling_subnet, hidden=config.coupling_hidden)
+    if config.coupling_transform == "bounded":
+        coupling = partial(BoundedAffineCoupling, subnet_constructor=subnet, scale_bound=config.scale_bound)
+    else:
+        coupling = partial(GLOWCouplingBlock, subnet_constructor=subnet, clamp=config.coupling_clamp)
     coupling_cond = {"cond": 0, "cond_shape": cond_shape} if config.coupling_conditioned else {}
 
     for _ in range(n_subblocks):

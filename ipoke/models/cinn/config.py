@@ -12,6 +12,8 @@ in ``bench/bench_cinn.py``.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 
 from ipoke.config import Section
@@ -30,9 +32,12 @@ class CINNConfig(Section):
     coupling_hidden: int = Field(ge=1, description="hidden channels of the affine couplings' subnets")
     coupling_conditioned: bool = Field(True, description="the couplings see the conditioning maps too")
     scale_bound: float = Field(
-        1.0, gt=0.0, le=1.0, description="masked-conv scales are 1 + bound * tanh(s / 2)"
+        1.0, gt=0.0, le=1.0, description="masked-conv and bounded coupling scales: 1 + bound * tanh(s / 2)"
     )
-    coupling_clamp: float = Field(2.0, gt=0.0, description="coupling log-scales are soft-clamped to +-clamp")
+    coupling_transform: Literal["glow", "bounded"] = Field(
+        "glow", description="glow: scales exp(soft-clamped s); bounded: 1 + scale_bound * tanh(s / 2)"
+    )
+    coupling_clamp: float = Field(2.0, gt=0.0, description="glow: log-scales soft-clamped to +-clamp")
     shuffle_seed: int = Field(0, description="seed of the fixed channel shuffles")
 
     @model_validator(mode="after")
@@ -84,18 +89,21 @@ PROFILES: dict[str, CINNConfig] = {
         maskedconv_hidden_factor=4,
         coupling_hidden=64,
     ),
-    # Appendix E.2 layout (K=15, N_k as published, d=32 for iPER/TaiChi; set 64 for plants/H3.6M); the
-    # couplings see the conditioning and are 256 wide instead of 2048 (see bench/bench_cinn.py for the cost).
+    # Appendix E.2 layout (K=15, N_k as published, d=32 for iPER/TaiChi; set 64 for plants/H3.6M), with the
+    # authors' bounded coupling scales; the couplings see the conditioning and are 256 wide instead of 2048
+    # (see bench/bench_cinn.py for the cost, bench/bench_cinn_nll.py for the NLL).
     "paper": CINNConfig(
         latent_channels=32,
         subblocks=PAPER_SUBBLOCKS,
         maskedconv_hidden_factor=4,
         coupling_hidden=256,
+        coupling_transform="bounded",
     ),
 }
 
-# The authors' released flow, for size and speed comparison only: per sub-block 4 masked-convolution units and
-# 4 unconditioned couplings (two two-sided GLOW couplings here) of 2048 hidden channels.
+# The authors' released flow, for size, speed and NLL comparison only: per sub-block 4 masked-convolution
+# units and 4 unconditioned one-sided couplings (two two-sided ones here) of 2048 hidden channels, all with
+# bounded scales (their NICE2d with the Affine transform).
 AUTHORS_REFERENCE = CINNConfig(
     latent_channels=32,
     subblocks=PAPER_SUBBLOCKS,
@@ -104,4 +112,5 @@ AUTHORS_REFERENCE = CINNConfig(
     subblock_couplings=2,
     coupling_hidden=2048,
     coupling_conditioned=False,
+    coupling_transform="bounded",
 )

@@ -1,7 +1,8 @@
 """The Glow-style invertible layers of a flow block, all behind FrEIA's interface.
 
-FrEIA provides ActNorm and the two-sided affine coupling; this module adds a guard and a multi-process
-initialisation to the former, the couplings' subnet, and a fixed channel shuffle. The shuffle is our own
+FrEIA provides ActNorm and Glow's two-sided affine coupling; this module adds a guard and a multi-process
+initialisation to the former, the authors' coupling with bounded scales, the couplings' subnet, and a fixed
+channel shuffle. The shuffle is our own
 because FrEIA's ``PermuteRandom`` reseeds numpy's global random generator, which would silently reset every
 other consumer of it (poke sampling, data augmentation).
 """
@@ -57,6 +58,53 @@ def _sum_over_ranks(*tensors: torch.Tensor) -> None:
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         for t in tensors:
             dist.all_reduce(t, op=dist.ReduceOp.SUM)
+
+
+def bounded_scale(raw: torch.Tensor, bound: float) -> torch.Tensor:
+    """Affine scales in (1 - bound, 1 + bound), as the authors' flows (MaCow's ``Affine``) compute them."""
+    return 1.0 + bound * torch.tanh(raw / 2)
+
+
+class BoundedAffineCoupling(InvertibleModule):
+    """Two-sided affine coupling with scales ``1 + bound * tanh(s / 2)``, the authors' ``NICE2d`` pair.
+
+    The second half of the channels is transformed from the first, then the first from the new second. Unlike
+    Glow's ``exp(clamp * tanh(s / clamp))`` (up to e^2 per coupling), a scale here is at most 1 + bound: the
+    authors' layout stacks a hundred couplings, and this keeps their product in range.
+    """
+
+    def __init__(self, dims_in, dims_c=None, subnet_constructor=None, scale_bound: float = 1.0):
+        super().__init__(dims_in, dims_c)
+        channels = dims_in[0][0]
+        cond_channels = sum(d[0] for d in self.dims_c)
+        self.split = channels // 2
+        self.scale_bound = scale_bound
+        rest = channels - self.split
+        self.second_from_first = subnet_constructor(self.split + cond_channels, 2 * rest)
+        self.first_from_second = subnet_constructor(rest + cond_channels, 2 * self.split)
+
+    def _shift_scale(self, net: nn.Module, given: torch.Tensor, c: list[torch.Tensor]):
+        shift, raw = net(torch.cat([given, *c], dim=1)).chunk(2, dim=1)
+        scale = bounded_scale(raw, self.scale_bound)
+        return shift, scale, scale.log().flatten(1).sum(1)
+
+    def forward(self, x, c=(), rev=False, jac=True):
+        c = list(c)
+        first, second = x[0][:, : self.split], x[0][:, self.split :]
+        if not rev:
+            shift, scale, log_det2 = self._shift_scale(self.second_from_first, first, c)
+            second = scale * second + shift
+            shift, scale, log_det1 = self._shift_scale(self.first_from_second, second, c)
+            first = scale * first + shift
+            return (torch.cat([first, second], dim=1),), log_det1 + log_det2
+        shift, scale, log_det1 = self._shift_scale(self.first_from_second, second, c)
+        first = (first - shift) / scale
+        shift, scale, log_det2 = self._shift_scale(self.second_from_first, first, c)
+        second = (second - shift) / scale
+        return (torch.cat([first, second], dim=1),), -(log_det1 + log_det2)
+
+    def output_dims(self, input_dims):
+        return input_dims
 
 
 class ChannelShuffle(InvertibleModule):

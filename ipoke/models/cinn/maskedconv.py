@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from FrEIA.modules import InvertibleModule
 from torch import Tensor, nn
 
+from ipoke.models.cinn.layers import bounded_scale
+
 ORIENTATIONS = ("top", "bottom", "left", "right")
 
 
@@ -80,9 +82,6 @@ class MaskedConvFlow(InvertibleModule):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def _scale(self, raw: Tensor) -> Tensor:
-        return 1.0 + self.scale_bound * torch.tanh(raw / 2)
-
     def _cond_hidden(self, c: list[Tensor]) -> Tensor | None:
         """The conditioning's share of the conditioner's first layer, for every pixel at once."""
         if self.cond is None:
@@ -103,7 +102,7 @@ class MaskedConvFlow(InvertibleModule):
         cond_hidden = self._cond_hidden(c)
         hidden = past if cond_hidden is None else past + cond_hidden
         shift, raw = self.out(F.elu(hidden)).chunk(2, dim=1)
-        scale = self._scale(raw)
+        scale = bounded_scale(raw, self.scale_bound)
         log_scale = scale.log().flatten(1).sum(1)
         return (from_frame(scale * v + shift, self.orientation),), log_scale
 
@@ -132,7 +131,7 @@ class MaskedConvFlow(InvertibleModule):
             patches = window.permute(0, 2, 3, 1, 4).reshape(batch * width, -1)
             hidden = torch.addmm(bias_rows[i], patches, w_past)
             shift, raw = torch.addmm(self.out.bias, F.elu(hidden), w_out).chunk(2, dim=1)
-            scale = self._scale(raw)
+            scale = bounded_scale(raw, self.scale_bound)
             row = (y_rows[i] - shift) / scale
             scales.append(scale)
             solved.append(F.pad(row.view(batch, width, channels), (0, 0, pad, pad)))
