@@ -3,18 +3,18 @@
 Data: the latents of the trained demo pipeline, what ``train_cinn`` fits after ``make repro``: the clips of
 ``data/shards/<dataset>`` encoded by ``models/<dataset>/ae`` (posterior mean z, d x s x s) with the
 conditioning maps of ``models/<dataset>/encoders`` for pokes drawn as params.yaml's shared ``loader``
-section says (training clips with the pokes of ``--poke-epochs`` epochs, test clips with epoch 0's). Both
+section says (training clips with the pokes of ``--poke-epochs`` epochs, test clips with epoch 0's). All
 flows see the same batches in the same order, with the training stage's optimiser (Adam 1e-3, betas
 (0.9, 0.999), weight decay 1e-5, linear warm-up then linear decay to zero) and ActNorm initialised from the
 first batch.
 
 The layouts: ours is the paper profile's (K=15 blocks, N_k as published, one masked-convolution unit per
-sub-block, conditioned couplings ``--ours-width`` wide with bounded scales), once more with Glow's couplings
-(the demo's); the authors' is ``AUTHORS_REFERENCE`` (four units and two unconditioned bounded couplings per
-sub-block) with couplings ``--authors-width`` wide instead of their 2048, which would not train here in any
-useful time. The paper's layout needs d >= K: a latent larger than 8 x 8 (the demo's d x 16 x 16) is
-rearranged space-to-depth to 4d x 8 x 8, and its conditioning maps with it, so every block gets exits as
-published.
+sub-block, conditioned couplings ``--ours-width`` wide with bounded scales), with ``--glow`` once more with
+Glow's couplings (the demo's); the authors' is ``AUTHORS_REFERENCE`` (four units and two unconditioned
+bounded couplings per sub-block) with couplings ``--authors-width`` wide instead of their 2048, which would
+not train here in any useful time. The paper's layout needs d >= K: a latent larger than 8 x 8 (the demo's
+d x 16 x 16) is rearranged space-to-depth to 4d x 8 x 8, and its conditioning maps with it, so every block
+gets exits as published.
 
 Reports parameters, seconds per training step (median, on this machine under whatever else runs on it), the
 training NLL at the end and the test NLL (bits per dimension) every ``--eval-every`` steps; writes
@@ -138,6 +138,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--clip-grad-norm", type=float, default=None, help="clip each step's gradient norm")
+    parser.add_argument("--glow", action="store_true", help="also train ours with Glow's couplings")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -151,16 +152,16 @@ def main() -> None:
     print(f"latents: {len(data['z'])} training ({args.poke_epochs} poke epochs), {len(test['z'])} test, "
           f"z {encoded} as {tuple(data['z'].shape[1:])}, conditioning {data['cond'].shape[1]} channels "
           f"({time.perf_counter() - start:.0f} s to encode)")
-    ours_glow = PROFILES["paper"].model_copy(update={"coupling_transform": "glow"})
+    bases = [("ours", PROFILES["paper"], args.ours_width)]
+    if args.glow:
+        glow = PROFILES["paper"].model_copy(update={"coupling_transform": "glow"})
+        bases.append(("ours, glow couplings", glow, args.ours_width))
+    bases.append(("authors", AUTHORS_REFERENCE, args.authors_width))
     layouts = {  # validated again: d and size change the exits
         name: CINNConfig.model_validate(
             base.model_dump() | {"latent_channels": d, "latent_size": size, "coupling_hidden": width}
         )
-        for name, base, width in (
-            ("ours", PROFILES["paper"], args.ours_width),
-            ("ours, glow couplings", ours_glow, args.ours_width),
-            ("authors", AUTHORS_REFERENCE, args.authors_width),
-        )
+        for name, base, width in bases
     }
     results: dict[str, object] = {
         "setup": {
