@@ -4,9 +4,10 @@ Data: the latents of the trained demo pipeline, what ``train_cinn`` fits after `
 ``data/shards/<dataset>`` encoded by ``models/<dataset>/ae`` (posterior mean z, d x s x s) with the
 conditioning maps of ``models/<dataset>/encoders`` for pokes drawn as params.yaml's shared ``loader``
 section says (training clips with the pokes of ``--poke-epochs`` epochs, test clips with epoch 0's). All
-flows see the same batches in the same order, with the training stage's optimiser (Adam 1e-3, betas
-(0.9, 0.999), weight decay 1e-5, linear warm-up then linear decay to zero) and ActNorm initialised from the
-first batch.
+flows see the same batches in the same order, with the training stage's optimiser (Adam, by default at
+1e-3, betas (0.9, 0.999), weight decay 1e-5, linear warm-up then linear decay to zero) and ActNorm
+initialised from the first batch. The authors' layout, four times as deep, diverges at 1e-3 within a few
+steps of a short warm-up (they warm up over 500 steps): compare both at ``--lr 1e-4``.
 
 The layouts: ours is the paper profile's (K=15 blocks, N_k as published, one masked-convolution unit per
 sub-block, conditioned couplings ``--ours-width`` wide with bounded scales), with ``--glow`` once more with
@@ -85,7 +86,7 @@ def train(config: CINNConfig, data: dict, test: dict, args: argparse.Namespace) 
     batches = [order[i : i + args.batch] for i in range(0, len(order) - args.batch + 1, args.batch)]
     with torch.no_grad():
         flow(data["z"][batches[0]], data["cond"][batches[0]])  # ActNorm data-dependent init
-    optimizer = torch.optim.Adam(flow.parameters(), lr=1e-3, betas=(0.9, 0.999), weight_decay=1e-5)
+    optimizer = torch.optim.Adam(flow.parameters(), lr=args.lr, betas=(0.9, 0.999), weight_decay=1e-5)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: warmup_linear_decay(step, args.warmup, args.steps)
     )
@@ -130,6 +131,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (the training stage's: 1e-3)")
     parser.add_argument("--eval-every", type=int, default=50)
     parser.add_argument("--ours-width", type=int, default=PROFILES["paper"].coupling_hidden)
     parser.add_argument("--authors-width", type=int, default=256)
@@ -169,7 +171,7 @@ def main() -> None:
                      "test_latents": len(test["z"]), "poke_epochs": args.poke_epochs, "encoded": encoded,
                      "d": d, "size": size,
                      "cond_channels": data["cond"].shape[1]},
-            "steps": args.steps, "batch": args.batch, "warmup": args.warmup,
+            "steps": args.steps, "batch": args.batch, "warmup": args.warmup, "lr": args.lr,
             "clip_grad_norm": args.clip_grad_norm,
             "threads": torch.get_num_threads(), "torch": torch.__version__,
             "load_average_start": os.getloadavg(),
