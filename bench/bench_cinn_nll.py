@@ -19,8 +19,8 @@ gets exits as published.
 
 Reports parameters, seconds per training step (median, on this machine under whatever else runs on it), the
 training NLL at the end and the test NLL (bits per dimension) every ``--eval-every`` steps; writes
-bench/results/cinn_nll.json. Run after ``make repro`` (or point ``--models`` and ``--shards`` at another
-run's outputs).
+bench/results/cinn_nll_lr<lr>.json. Run after ``make repro`` (or point ``--models`` and ``--shards`` at
+another run's outputs).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from ipoke.models.cinn import AUTHORS_REFERENCE, CINN, PROFILES, CINNConfig, bit
 from ipoke.sampling import load_encoders
 from ipoke.train.cinn import warmup_linear_decay
 
-RESULTS = Path(__file__).parent / "results" / "cinn_nll.json"
+RESULTS = Path(__file__).parent / "results"
 
 
 @torch.no_grad()
@@ -128,10 +128,10 @@ def main() -> None:
     parser.add_argument("--models", type=Path, default=Path("models/synthetic"))
     parser.add_argument("--shards", type=Path, default=Path("data/shards/synthetic"))
     parser.add_argument("--poke-epochs", type=int, default=4, help="epochs of pokes on the training clips")
-    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (the training stage's: 1e-3)")
+    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (the training stage's)")
     parser.add_argument("--eval-every", type=int, default=50)
     parser.add_argument("--ours-width", type=int, default=PROFILES["paper"].coupling_hidden)
     parser.add_argument("--authors-width", type=int, default=256)
@@ -187,8 +187,9 @@ def main() -> None:
         r = results[name]
         print(f"| {name} | {r['config']['coupling_hidden']} | {r['parameters'] / 1e6:.2f}M | "
               f"{r['s_per_step_median']:.3f} | {r['train_nll_bpd_last_100']:.4f} | {r['test_nll_bpd']:.4f} |")
-    write_text(RESULTS, json.dumps(results, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    out = RESULTS / f"cinn_nll_lr{args.lr:g}.json"
+    write_text(out, json.dumps(results, indent=2) + "\n")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
