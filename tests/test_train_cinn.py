@@ -11,13 +11,21 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from ipoke.data.loader import AugmentParams, LoaderParams
 from ipoke.errors import IpokeError
 from ipoke.models.autoencoder import AEConfig, VideoAutoencoder, save_autoencoder
 from ipoke.models.cinn import bits_per_dim, objective
 from ipoke.models.cinn.layers import ActNorm
 from ipoke.models.encoders import EncoderConfig, build_conditioner
 from ipoke.sampling import load_encoders, save_encoders
-from ipoke.train.cinn import CINNModule, CINNProfile, check_compatible, sample_grid, warmup_linear_decay
+from ipoke.train.cinn import (
+    CINNModule,
+    CINNProfile,
+    check_compatible,
+    sample_grid,
+    training_loader,
+    warmup_linear_decay,
+)
 from ipoke.train.encoders import EncoderPretraining, EncodersProfile
 from ipoke.train.trainer import LAST_CHECKPOINT, TrainingDiverged, build_trainer, fit
 
@@ -100,6 +108,17 @@ def test_learning_rate_warms_up_then_decays_linearly_to_zero():
     assert factors[:4] == [0.25, 0.5, 0.75, 1.0]
     assert factors[4:] == pytest.approx([1 - i / 8 for i in range(9)])
     assert warmup_linear_decay(0, 0, 10) == 1.0
+
+
+def test_the_stage_augmentation_replaces_the_shared_one_for_the_training_clips():
+    shared = LoaderParams(batch_size=3, augment=AugmentParams(enabled=False)).model_dump()
+    plain = CINNProfile.model_validate(tiny_cinn_profile(loader=shared))
+    assert training_loader(plain) == plain.loader
+    own = {"enabled": True, "hflip_prob": 1.0, "brightness": 0.0, "contrast": 0.2}
+    profile = CINNProfile.model_validate(tiny_cinn_profile(loader=shared, augment=own))
+    train = training_loader(profile)
+    assert train.augment == AugmentParams(**own) and not profile.loader.augment.enabled
+    assert train.model_dump(exclude={"augment"}) == profile.loader.model_dump(exclude={"augment"})
 
 
 # ------------------------------------------------------------------------------------------ the cINN

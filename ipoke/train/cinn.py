@@ -30,7 +30,7 @@ from pydantic import Field
 from ipoke.app.encode import encode_gif
 from ipoke.config import Section
 from ipoke.data.frames import safe_name
-from ipoke.data.loader import LoaderParams, make_loader
+from ipoke.data.loader import AugmentParams, LoaderParams, make_loader
 from ipoke.data.shards import CLIPS_NAME
 from ipoke.data.video import sha256
 from ipoke.errors import IpokeError
@@ -77,6 +77,10 @@ class CINNProfile(Section):
     optim: CINNOptimConfig = CINNOptimConfig()
     trainer: TrainerParams
     loader: LoaderParams = LoaderParams()
+    # augmentation of this stage's training clips (null: the shared loader.augment). The authors augment the
+    # flow stage's clips; the demo's cINN overfits its few hundred clips without it, while the AE and the
+    # encoders it builds on keep the shared setting
+    augment: AugmentParams | None = None
     gif_clips: int = Field(4, ge=0)  # clips (rows) in each sample GIF
     gif_samples: int = Field(4, ge=1)  # samples per clip (columns after the ground truth)
     gif_fps: float = Field(5.0, gt=0)
@@ -252,6 +256,14 @@ def sample_grid(pipeline: PokePipeline, batch: dict, n_samples: int, seed: int =
     return np.concatenate(rows, axis=1)
 
 
+def training_loader(profile: CINNProfile) -> LoaderParams:
+    """The training clips' loader: the shared one, with this stage's augmentation where it sets one."""
+    if profile.augment is None:
+        return profile.loader
+    augment = profile.augment.model_dump()
+    return LoaderParams.model_validate({**profile.loader.model_dump(), "augment": augment})
+
+
 def fingerprint(profile: CINNProfile, ae_dir: Path, encoders_dir: Path) -> dict:
     """What a checkpoint's meaning depends on: the profile but the trainer's length, hardware and intervals,
     and the exact frozen AE and encoder weights."""
@@ -309,7 +321,7 @@ def train_cinn(
     L.seed_everything(profile.trainer.seed, workers=True, verbose=False)
     if not is_ddp_worker():
         reset_stale_checkpoints(paths.checkpoints, fingerprint(profile, paths.ae, paths.encoders))
-    train_loader = make_loader(paths.shards, "train", profile.loader)
+    train_loader = make_loader(paths.shards, "train", training_loader(profile))
     val_loader = make_loader(paths.shards, "test", profile.loader, train=False)
     module = CINNModule(
         profile.model_dump(mode="json"), ae, conditioner, encoders.model, dataset, profile_name

@@ -2,9 +2,8 @@
 
 FrEIA provides ActNorm and Glow's two-sided affine coupling; this module adds a guard and a multi-process
 initialisation to the former, the authors' coupling with bounded scales, the couplings' subnet, and a fixed
-channel shuffle. The shuffle is our own
-because FrEIA's ``PermuteRandom`` reseeds numpy's global random generator, which would silently reset every
-other consumer of it (poke sampling, data augmentation).
+channel shuffle. The shuffle is our own because FrEIA's ``PermuteRandom`` reseeds numpy's global random
+generator, which would silently reset every other consumer of it (poke sampling, data augmentation).
 """
 
 from __future__ import annotations
@@ -69,8 +68,8 @@ class BoundedAffineCoupling(InvertibleModule):
     """Two-sided affine coupling with scales ``1 + bound * tanh(s / 2)``, the authors' ``NICE2d`` pair.
 
     The second half of the channels is transformed from the first, then the first from the new second. Unlike
-    Glow's ``exp(clamp * tanh(s / clamp))`` (up to e^2 per coupling), a scale here is at most 1 + bound: the
-    authors' layout stacks a hundred couplings, and this keeps their product in range.
+    Glow's ``exp(clamp * tanh(s / clamp))`` (up to e^2 per coupling), a scale here lies in (1 - bound,
+    1 + bound), as in the masked convolutions.
     """
 
     def __init__(self, dims_in, dims_c=None, subnet_constructor=None, scale_bound: float = 1.0):
