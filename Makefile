@@ -37,8 +37,7 @@ bench: setup  ## throughput/latency benchmarks, written to bench/results/*.json
 	@for b in bench/bench_*.py; do [ $$b = bench/bench_cinn_nll.py ] && continue; echo "== $$b"; $(RUN) python $$b || exit 1; done
 
 bench-nll: setup  ## NLL parity of our paper-layout cINN and the authors' layout on the demo's latents (after make repro; long)
-	$(RUN) python bench/bench_cinn_nll.py --lr 1e-3
-	$(RUN) python bench/bench_cinn_nll.py --lr 1e-4
+	$(RUN) python bench/bench_cinn_nll.py --lr 1e-3 1e-4
 
 lint: setup
 	$(RUN) ruff check .

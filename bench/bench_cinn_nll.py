@@ -19,8 +19,8 @@ gets exits as published.
 
 Reports parameters, seconds per training step (median, on this machine under whatever else runs on it), the
 training NLL at the end and the test NLL (bits per dimension) every ``--eval-every`` steps; writes
-bench/results/cinn_nll_lr<lr>.json. Run after ``make repro`` (or point ``--models`` and ``--shards`` at
-another run's outputs).
+bench/results/cinn_nll_lr<lr>.json for each ``--lr`` (the latents are encoded once for all rates). Run after
+``make repro`` (or point ``--models`` and ``--shards`` at another run's outputs).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from ipoke.models.cinn import AUTHORS_REFERENCE, CINN, PROFILES, CINNConfig, bit
 from ipoke.sampling import load_encoders
 from ipoke.train.cinn import warmup_linear_decay
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS_DIR = Path(__file__).parent / "results"
 
 
 @torch.no_grad()
@@ -78,7 +78,7 @@ def nll_bpd(flow: CINN, z: torch.Tensor, cond: torch.Tensor, batch: int = 256) -
     return float(bits_per_dim(nll.mean(), math.prod(flow.latent_shape)))
 
 
-def train(config: CINNConfig, data: dict, test: dict, args: argparse.Namespace) -> dict:
+def train(config: CINNConfig, data: dict, test: dict, lr: float, args: argparse.Namespace) -> dict:
     """Train one flow on ``data`` with the training stage's optimiser; its cost and NLL along the way."""
     torch.manual_seed(args.seed)
     flow = CINN(config, data["cond"].shape[1])
@@ -86,7 +86,7 @@ def train(config: CINNConfig, data: dict, test: dict, args: argparse.Namespace) 
     batches = [order[i : i + args.batch] for i in range(0, len(order) - args.batch + 1, args.batch)]
     with torch.no_grad():
         flow(data["z"][batches[0]], data["cond"][batches[0]])  # ActNorm data-dependent init
-    optimizer = torch.optim.Adam(flow.parameters(), lr=args.lr, betas=(0.9, 0.999), weight_decay=1e-5)
+    optimizer = torch.optim.Adam(flow.parameters(), lr=lr, betas=(0.9, 0.999), weight_decay=1e-5)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: warmup_linear_decay(step, args.warmup, args.steps)
     )
@@ -131,7 +131,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (the training stage's)")
+    parser.add_argument(
+        "--lr", type=float, nargs="+", default=[1e-3],
+        help="peak learning rates, each a run of every layout on the same latents (the stage's: 1e-3)",
+    )
     parser.add_argument("--eval-every", type=int, default=50)
     parser.add_argument("--ours-width", type=int, default=PROFILES["paper"].coupling_hidden)
     parser.add_argument("--authors-width", type=int, default=256)
@@ -165,21 +168,25 @@ def main() -> None:
         )
         for name, base, width in bases
     }
-    results: dict[str, object] = {
-        "setup": {
-            "data": {"models": str(args.models), "shards": str(args.shards), "train_latents": len(data["z"]),
-                     "test_latents": len(test["z"]), "poke_epochs": args.poke_epochs, "encoded": encoded,
-                     "d": d, "size": size,
-                     "cond_channels": data["cond"].shape[1]},
-            "steps": args.steps, "batch": args.batch, "warmup": args.warmup, "lr": args.lr,
-            "clip_grad_norm": args.clip_grad_norm,
-            "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "load_average_start": os.getloadavg(),
-        }
+    setup = {
+        "data": {"models": str(args.models), "shards": str(args.shards), "train_latents": len(data["z"]),
+                 "test_latents": len(test["z"]), "poke_epochs": args.poke_epochs, "encoded": encoded,
+                 "d": d, "size": size, "cond_channels": data["cond"].shape[1]},
+        "steps": args.steps, "batch": args.batch, "warmup": args.warmup,
+        "clip_grad_norm": args.clip_grad_norm,
+        "threads": torch.get_num_threads(), "torch": torch.__version__,
     }
+    for lr in args.lr:
+        compare(layouts, data, test, lr, setup, args)
+
+
+def compare(layouts: dict, data: dict, test: dict, lr: float, setup: dict, args: argparse.Namespace) -> None:
+    """Every layout at one learning rate: prints the table, writes bench/results/cinn_nll_lr<lr>.json."""
+    print(f"\n== learning rate {lr:g}")
+    results: dict[str, object] = {"setup": setup | {"lr": lr, "load_average_start": os.getloadavg()}}
     for name, config in layouts.items():
         print(f"{name}: coupling width {config.coupling_hidden}")
-        results[name] = train(config, data, test, args)
+        results[name] = train(config, data, test, lr, args)
     results["setup"]["load_average_end"] = os.getloadavg()
     print(f"\n| layout | width | parameters | s/step, batch {args.batch} | train NLL, bpd | test NLL, bpd |")
     print("| --- | --- | --- | --- | --- | --- |")
@@ -187,7 +194,7 @@ def main() -> None:
         r = results[name]
         print(f"| {name} | {r['config']['coupling_hidden']} | {r['parameters'] / 1e6:.2f}M | "
               f"{r['s_per_step_median']:.3f} | {r['train_nll_bpd_last_100']:.4f} | {r['test_nll_bpd']:.4f} |")
-    out = RESULTS / f"cinn_nll_lr{args.lr:g}.json"
+    out = RESULTS_DIR / f"cinn_nll_lr{lr:g}.json"
     write_text(out, json.dumps(results, indent=2) + "\n")
     print(f"wrote {out}")
 
