@@ -1,6 +1,6 @@
 """The ``synthetic`` download source end to end: a small dataset written twice (in parallel and serially)
-is byte-identical, has a valid manifest split by object, every mp4 decodes with decord, and the preview
-command draws it."""
+is byte-identical, its mp4 bytes do not depend on the CPU's SIMD paths, it has a valid manifest split by
+object, every mp4 decodes with decord, and the preview command draws it."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from ipoke.data.sources.params import DownloadParams
 from ipoke.data.sources.synthetic import Params
 from ipoke.data.synthetic import world
 from ipoke.data.synthetic.groundtruth import load_gt
-from ipoke.data.synthetic.video import read_mp4
+from ipoke.data.synthetic.video import ENCODER_OPTIONS, read_mp4, write_mp4
 
 SMALL = dict(n_objects=4, videos_per_object=2, resolution=64, n_frames=32)
 
@@ -47,6 +47,27 @@ def test_reruns_are_byte_identical_in_parallel_and_serially(datasets):
     assert not ra.skipped
     assert digest_tree(a) == digest_tree(b)
     assert len(digest_tree(a)) == 2 * 8 + 1
+
+
+def test_mp4_bytes_are_the_same_without_simd(tmp_path):
+    """ffmpeg restricted to its C code (``-cpuflags 0``, as on a CPU without the SIMD paths of this one)
+    writes the same bytes: swscale's default RGB -> yuv420p rounding differs between those paths."""
+    import imageio_ffmpeg
+
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0, 255, 48)[None, :, None, None] + np.linspace(0, 90, 48)[None, None, :, None]
+    frames = np.clip(ramp + rng.normal(0, 40, (6, 48, 48, 3)), 0, 255).astype(np.uint8)
+    write_mp4(tmp_path / "simd.mp4", frames, 25.0, 18)
+    writer = imageio_ffmpeg.write_frames(
+        str(tmp_path / "c.mp4"), (48, 48), fps=25.0, codec="libx264", pix_fmt_out="yuv420p", quality=None,
+        macro_block_size=1, ffmpeg_log_level="error", input_params=["-cpuflags", "0"],
+        output_params=["-crf", "18", *ENCODER_OPTIONS],
+    )  # fmt: skip
+    writer.send(None)
+    for frame in frames:
+        writer.send(frame)
+    writer.close()
+    assert (tmp_path / "simd.mp4").read_bytes() == (tmp_path / "c.mp4").read_bytes()
 
 
 def test_manifest_contract_and_object_splits(datasets):

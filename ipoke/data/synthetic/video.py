@@ -10,9 +10,17 @@ import numpy as np
 from ipoke.atomic import atomic_path
 from ipoke.errors import IpokeError
 
+# Single-threaded x264, no metadata, and swscale's bit-exact C rounding for RGB -> yuv420p: its default SIMD
+# paths round differently on different CPUs, which changed the videos' bytes from one machine to the next.
+ENCODER_OPTIONS = (
+    "-preset", "medium", "-threads", "1", "-map_metadata", "-1",
+    "-fflags", "+bitexact", "-flags:v", "+bitexact",
+    "-sws_flags", "bicubic+accurate_rnd+bitexact+full_chroma_int", "-f", "mp4",
+)  # fmt: skip
+
 
 def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: float, crf: int) -> None:
-    """Encode (T, H, W, 3) uint8 RGB frames; single-threaded x264 and no metadata keep it deterministic."""
+    """Encode (T, H, W, 3) uint8 RGB frames; the same frames give the same bytes on every machine."""
     import imageio_ffmpeg
 
     t, h, w, _ = frames.shape
@@ -21,9 +29,7 @@ def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: float, crf: int)
     with atomic_path(path) as tmp:
         writer = imageio_ffmpeg.write_frames(
             str(tmp), (w, h), fps=fps, codec="libx264", pix_fmt_out="yuv420p", quality=None,
-            macro_block_size=1, ffmpeg_log_level="error",
-            output_params=["-crf", str(crf), "-preset", "medium", "-threads", "1", "-map_metadata", "-1",
-                           "-fflags", "+bitexact", "-flags:v", "+bitexact", "-f", "mp4"],
+            macro_block_size=1, ffmpeg_log_level="error", output_params=["-crf", str(crf), *ENCODER_OPTIONS],
         )  # fmt: skip
         writer.send(None)
         for frame in frames:
