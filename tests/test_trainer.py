@@ -170,13 +170,20 @@ def test_metrics_go_to_the_stage_run(tmp_path):
     assert "train/loss" in logged
 
 
-def test_stale_checkpoints_are_dropped_when_settings_change(tmp_path):
-    reset_stale_checkpoints(tmp_path, {"lr": 1})
-    (tmp_path / LAST_CHECKPOINT).write_bytes(b"x")
-    reset_stale_checkpoints(tmp_path, {"lr": 1})
-    assert (tmp_path / LAST_CHECKPOINT).exists()
-    reset_stale_checkpoints(tmp_path, {"lr": 2})
-    assert not (tmp_path / LAST_CHECKPOINT).exists()
+def test_stale_checkpoints_are_dropped_when_settings_or_data_change(tmp_path):
+    shards, checkpoints = tmp_path / "shards", tmp_path / "checkpoints"
+    shards.mkdir()
+    (shards / "clips.parquet").write_bytes(b"index of the clips")
+    reset_stale_checkpoints(checkpoints, {"lr": 1}, shards)
+    (checkpoints / LAST_CHECKPOINT).write_bytes(b"x")
+    reset_stale_checkpoints(checkpoints, {"lr": 1}, shards)
+    assert (checkpoints / LAST_CHECKPOINT).exists()
+    reset_stale_checkpoints(checkpoints, {"lr": 2}, shards)
+    assert not (checkpoints / LAST_CHECKPOINT).exists()
+    (checkpoints / LAST_CHECKPOINT).write_bytes(b"x")
+    (shards / "clips.parquet").write_bytes(b"index of regenerated clips")
+    reset_stale_checkpoints(checkpoints, {"lr": 2}, shards)
+    assert not (checkpoints / LAST_CHECKPOINT).exists()
 
 
 def test_profile_key(tmp_path):

@@ -320,7 +320,9 @@ def train_cinn(
         )
     L.seed_everything(profile.trainer.seed, workers=True, verbose=False)
     if not is_ddp_worker():
-        reset_stale_checkpoints(paths.checkpoints, fingerprint(profile, paths.ae, paths.encoders))
+        reset_stale_checkpoints(
+            paths.checkpoints, fingerprint(profile, paths.ae, paths.encoders), paths.shards
+        )
     train_loader = make_loader(paths.shards, "train", training_loader(profile))
     val_loader = make_loader(paths.shards, "test", profile.loader, train=False)
     module = CINNModule(

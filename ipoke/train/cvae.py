@@ -139,7 +139,7 @@ def train_cvae(profile: CVAEProfile, paths: CVAEPaths, run_id: str | None = None
     L.seed_everything(profile.trainer.seed, workers=True, verbose=False)
     checkpoints = paths.out / "checkpoints"
     if not is_ddp_worker():
-        reset_stale_checkpoints(checkpoints, fingerprint(profile, paths))
+        reset_stale_checkpoints(checkpoints, fingerprint(profile, paths), paths.shards)
     train_loader = make_loader(paths.shards, "train", profile.loader)
     # Held-out clips are scored as recorded: no background pokes (whose target is the still clip).
     pokes = profile.loader.pokes.model_copy(update={"background_prob": 0.0})

@@ -179,7 +179,7 @@ def train_encoders(
     L.seed_everything(profile.trainer.seed, workers=True, verbose=False)
     checkpoints = out_dir / "checkpoints"
     if not is_ddp_worker():
-        reset_stale_checkpoints(checkpoints, fingerprint(profile))
+        reset_stale_checkpoints(checkpoints, fingerprint(profile), shards)
     train_loader = make_loader(shards, "train", profile.loader)
     val_loader = make_loader(shards, "test", profile.loader, train=False)
     module = EncoderPretraining(profile.model_dump(mode="json"))

@@ -313,7 +313,7 @@ def train_ii2v(profile: II2VProfile, shards: Path, out_dir: Path, run_id: str | 
     L.seed_everything(profile.trainer.seed, workers=True, verbose=False)
     checkpoints = out_dir / "checkpoints"
     if not is_ddp_worker():
-        reset_stale_checkpoints(checkpoints, fingerprint(profile))
+        reset_stale_checkpoints(checkpoints, fingerprint(profile), shards)
     train_loader = make_loader(shards, "train", profile.loader)
     # Held-out clips are scored as recorded: no background pokes (whose target is the still clip).
     pokes = profile.loader.pokes.model_copy(update={"background_prob": 0.0})

@@ -37,6 +37,8 @@ from pydantic import Field, model_validator
 from ipoke.atomic import atomic_path, write_text
 from ipoke.config import ParamsError, Section, load_section, read_params
 from ipoke.data.loader import BatchParams, LoaderParams, SharedLoaderParams
+from ipoke.data.shards import CLIPS_NAME
+from ipoke.data.video import sha256
 from ipoke.errors import IpokeError
 
 log = logging.getLogger("ipoke")
@@ -221,15 +223,20 @@ def build_trainer(
     )
 
 
-def reset_stale_checkpoints(checkpoint_dir: str | os.PathLike, fingerprint: dict[str, Any]) -> None:
-    """Drop checkpoints written under different settings, then record ``fingerprint`` for the next run.
+def reset_stale_checkpoints(
+    checkpoint_dir: str | os.PathLike, fingerprint: dict[str, Any], shards: str | os.PathLike
+) -> None:
+    """Drop checkpoints written under different settings or data, then record both for the next run.
 
-    ``fingerprint`` holds what gives a checkpoint its meaning (architecture, losses, optimiser, data); a
-    change there starts training afresh, while e.g. a larger ``max_steps`` continues from ``last.ckpt``.
+    ``fingerprint`` holds what gives a checkpoint its meaning (architecture, losses, optimiser, frozen
+    weights); the data are the shards' index (``clips.parquet``: the clips and their flow statistics, so
+    regenerated or re-decoded videos change it). A change there starts training afresh, while e.g. a larger
+    ``max_steps`` continues from ``last.ckpt``.
     """
     checkpoint_dir = Path(checkpoint_dir)
     record = checkpoint_dir / FINGERPRINT_FILE
-    text = json.dumps(fingerprint, indent=2, sort_keys=True) + "\n"
+    data = {"shards_index_sha256": sha256(Path(shards) / CLIPS_NAME)}
+    text = json.dumps(fingerprint | data, indent=2, sort_keys=True) + "\n"
     if record.is_file() and record.read_text() != text:
         for ckpt in checkpoint_dir.glob("*.ckpt"):
             log.info("settings changed since %s was written: removing it, training starts afresh", ckpt)
