@@ -239,7 +239,7 @@ def reset_stale_checkpoints(
     text = json.dumps(fingerprint | data, indent=2, sort_keys=True) + "\n"
     if record.is_file() and record.read_text() != text:
         for ckpt in checkpoint_dir.glob("*.ckpt"):
-            log.info("settings changed since %s was written: removing it, training starts afresh", ckpt)
+            log.info("settings or data changed since %s was written: removing it, starting afresh", ckpt)
             ckpt.unlink()
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     write_text(record, text)
