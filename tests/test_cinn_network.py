@@ -181,5 +181,5 @@ def test_a_draw_whose_inverse_overflows_is_redrawn_deterministically(net, monkey
     calls.clear()
     torch.testing.assert_close(net.sample(cond, n=2, seed=3), samples)  # same seed, same samples
     monkeypatch.setattr(CINN, "reverse", lambda self, r, c: torch.full_like(r, float("nan")))
-    with pytest.raises(IpokeError, match="overflowed for 11 draws"):
+    with pytest.raises(IpokeError, match="overflowed for 101 draws"):
         net.sample(cond, n=2, seed=3)
