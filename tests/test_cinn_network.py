@@ -12,6 +12,7 @@ from ipoke.config import ParamsError, parse_section
 from ipoke.errors import IpokeError
 from ipoke.models.cinn import AUTHORS_REFERENCE, CINN, PROFILES, CINNConfig, bits_per_dim, objective
 from ipoke.models.cinn.maskedconv import MaskedConvFlow
+from ipoke.models.cinn.network import MAX_REDRAWS
 
 D, SIZE, COND = 4, 4, 3
 TINY = CINNConfig(latent_channels=D, latent_size=SIZE, subblocks=[2, 1], coupling_hidden=8)
@@ -181,5 +182,5 @@ def test_a_draw_whose_inverse_overflows_is_redrawn_deterministically(net, monkey
     calls.clear()
     torch.testing.assert_close(net.sample(cond, n=2, seed=3), samples)  # same seed, same samples
     monkeypatch.setattr(CINN, "reverse", lambda self, r, c: torch.full_like(r, float("nan")))
-    with pytest.raises(IpokeError, match="overflowed for 101 draws"):
+    with pytest.raises(IpokeError, match=f"overflowed for {MAX_REDRAWS + 1} draws"):
         net.sample(cond, n=2, seed=3)
