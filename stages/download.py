@@ -16,10 +16,13 @@ from ipoke.config import load_section
 from ipoke.data import manifest, sources
 from ipoke.data.frames import FramesParams
 from ipoke.data.sources.params import DownloadParams
+from ipoke.data.synthetic.kernels import restart_with_pinned_kernels
 from ipoke.stage import main_guard, run_stage
 
 
 def main() -> None:
+    if load_section("download", DownloadParams).source == "synthetic":
+        restart_with_pinned_kernels("stages.download")  # the same bytes on every CPU
     with run_stage("download", DownloadParams) as st:
         out = Path("data/raw") / st.dataset
         source = sources.load(st.params.source)
