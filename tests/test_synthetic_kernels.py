@@ -8,11 +8,13 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from ipoke.data.synthetic import kernels
 
+REPO = Path(__file__).resolve().parents[1]
 x86_only = pytest.mark.skipif(kernels.pinned_kernel_env() is None, reason="needs an x86-64 CPU with AVX2/FMA")
 
 
@@ -71,7 +73,7 @@ def test_restarts_once_with_the_pinned_env_and_the_same_arguments(tmp_path):
         )
     )
     env = {k: v for k, v in os.environ.items() if k != kernels.PINNED_FLAG}
-    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), os.getcwd(), env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(REPO), env.get("PYTHONPATH", "")])
     out = subprocess.run(
         [sys.executable, "-m", "probe_restart", "--flag", "x"],
         env=env,
