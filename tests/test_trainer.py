@@ -139,6 +139,15 @@ def test_resume_loads_the_checkpointed_weights(tmp_path):
     torch.testing.assert_close(resumed.layer.weight, trained.layer.weight)
 
 
+def test_a_checkpoint_past_a_lowered_max_steps_is_retrained_not_kept(tmp_path):
+    fit(build_trainer(params(max_steps=8), tmp_path), Regression(), loader())
+    shorter = Regression()
+    trainer = build_trainer(params(max_steps=4), tmp_path)
+    fit(trainer, shorter, loader())
+    assert shorter.started_at == 0 and shorter.batches == 4
+    assert torch.load(tmp_path / LAST_CHECKPOINT, weights_only=False)["global_step"] == 4
+
+
 def test_max_steps_count_batches_with_several_optimizers(tmp_path):
     module = TwoOptimizers()
     trainer = build_trainer(

@@ -4,7 +4,8 @@
 
 - ``last.ckpt`` in the stage's checkpoint directory, written atomically every ``checkpoint_every_n_steps``
   and at the end, and never with non-finite weights;
-- resume: :func:`fit` continues from ``last.ckpt`` when it exists, at the same global step;
+- resume: :func:`fit` continues from ``last.ckpt`` when it exists, at the same global step (one written
+  past ``max_steps`` is dropped, so lowering ``max_steps`` retrains rather than keeping the longer run);
 - a :class:`NonFiniteGuard` that stops training cleanly at the first non-finite loss;
 - an ``MLFlowLogger`` writing into the stage's already open MLflow run;
 - precision (``16-mixed``, ``bf16-mixed``) and multi-GPU / multi-node DDP (``strategy: ddp``) from params.
@@ -245,6 +246,11 @@ def reset_stale_checkpoints(
     write_text(record, text)
 
 
+def checkpoint_step(path: str | os.PathLike) -> int:
+    """The global step a Lightning checkpoint was written at."""
+    return int(torch.load(path, map_location="cpu", weights_only=False)["global_step"])
+
+
 def fit(trainer: L.Trainer, module: L.LightningModule, train_loader, val_loader=None) -> None:
     """Train, resuming from ``last.ckpt`` in the trainer's checkpoint directory when it exists.
 
@@ -252,6 +258,12 @@ def fit(trainer: L.Trainer, module: L.LightningModule, train_loader, val_loader=
     """
     checkpoint = next(c for c in trainer.callbacks if isinstance(c, LastCheckpoint))
     last = Path(checkpoint.dirpath) / LAST_CHECKPOINT
+    if last.is_file() and checkpoint_step(last) > trainer.max_steps:
+        # A shorter run than the checkpoint's would otherwise end at once with the longer-trained weights.
+        log.info(
+            "%s is past max_steps (%d global steps): removing it, starting afresh", last, trainer.max_steps
+        )
+        last.unlink()
     ckpt_path = str(last) if last.is_file() else None
     if ckpt_path:
         log.info("resuming from %s", last)
