@@ -31,6 +31,7 @@ from ipoke.train.autoencoder import (
     AutoencoderModule,
     TrainAEParams,
     end_flow_error,
+    latent_flow_error,
     pixel_losses,
 )
 from ipoke.train.trainer import build_trainer, fit
@@ -483,3 +484,28 @@ def test_end_flow_error_is_zero_for_the_exact_backward_flow_of_a_translation():
     assert end_flow_error(-forward, forward).item() == pytest.approx(0.0, abs=1e-6)
     assert end_flow_error(torch.zeros_like(forward), forward).item() == pytest.approx(3.0)
     assert end_flow_error(forward, forward).item() == pytest.approx(6.0)
+
+
+def test_latent_flow_error_compares_the_first_two_channels_with_the_pooled_flow():
+    flow = torch.zeros(1, 2, 8, 8)
+    flow[:, 0, :4, :4] = 4.0  # one 4x4 block moves 4 px right: pooled to 2x2, one cell of 4 px
+    flow[:, 1, 4:, 4:] = torch.arange(16.0).reshape(4, 4)  # mean 7.5 px down in the opposite cell
+    mu = torch.randn(1, 5, 2, 2)
+    mu[:, :2] = torch.tensor([[[4.0, 0.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 7.5]]])
+    assert latent_flow_error(mu, flow).item() == pytest.approx(0.0, abs=1e-12)
+    mu[:, 1, 1, 1] = 5.5  # 2 px off in one of the 8 compared values
+    assert latent_flow_error(mu, flow).item() == pytest.approx(4.0 / 8)
+
+
+def test_latent_flow_term_trains_the_encoder_towards_the_pooled_flow(tmp_path):
+    profile = tiny_profile(adversarial=False, latent_flow=1.0) | {"optim": {"lr": 1e-2, "lr_decay": 1.0}}
+    module = AutoencoderModule(profile)
+    data = batch()
+    with torch.no_grad():
+        before = latent_flow_error(module.ae.encoder(data["video"])[0], data["flow"]).item()
+    trainer = build_trainer(AEProfile.model_validate(profile).trainer, tmp_path)
+    fit(trainer, module, DataLoader([data] * 3, batch_size=None), DataLoader([data], batch_size=None))
+    with torch.no_grad():
+        after = latent_flow_error(module.eval().ae.encoder(data["video"])[0], data["flow"]).item()
+    assert torch.isfinite(trainer.callback_metrics["train/latent_flow"])
+    assert after < 0.5 * before

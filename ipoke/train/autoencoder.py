@@ -81,6 +81,10 @@ class AELossConfig(Section):
     # The photometric losses only pull a warp within about a pixel of the right place; this anchors it.
     flow: float = Field(0.0, ge=0)
     flow_magnitude_weight: bool = False  # weigh each pixel's flow error by 1 + |u| (px): fast parts count
+    # Not in the paper: the squared error between z's mean in its first two channels and the clip's start->end
+    # flow, average-pooled to the latent grid, in pixels. It gives the clip's motion a plain place in z,
+    # where the cINN can read it off the flow its conditioning predicts.
+    latent_flow: float = Field(0.0, ge=0)
     perceptual: PerceptualKind = "vgg16"  # see ipoke/models/perceptual.py
     perceptual_weight: float = Field(10.0, ge=0)
     perceptual_weights: str | None = None  # the network's weight file; null: the weights or torch hub cache
@@ -159,6 +163,12 @@ def end_flow_error(
     else:
         weight = 1.0 + (moving_weight - 1.0) * (magnitude >= 1.0).to(error.dtype)
     return (weight * error).sum() / weight.sum()
+
+
+def latent_flow_error(mu: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference between ``mu[:, :2]`` (B, 2, h, w) and the start->end ``flow`` (B, 2, H, W,
+    pixels) average-pooled to h x w."""
+    return (mu[:, :2] - nn.functional.adaptive_avg_pool2d(flow, mu.shape[-2:])).pow(2).mean()
 
 
 def frame_motion(frames: torch.Tensor) -> torch.Tensor:
@@ -264,6 +274,9 @@ class AutoencoderModule(L.LightningModule):
                 flow[:, -1], batch["flow"], self.cfg.loss.moving_weight, self.cfg.loss.flow_magnitude_weight
             )
             g_losses["g_total"] = g_losses["g_total"] + self.cfg.loss.flow * g_losses["flow"]
+        if self.cfg.loss.latent_flow > 0:
+            g_losses["latent_flow"] = latent_flow_error(mu, batch["flow"])
+            g_losses["g_total"] = g_losses["g_total"] + self.cfg.loss.latent_flow * g_losses["latent_flow"]
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(g_losses["g_total"])
         opt_g.step()
