@@ -509,3 +509,14 @@ def test_latent_flow_term_trains_the_encoder_towards_the_pooled_flow(tmp_path):
         after = latent_flow_error(module.eval().ae.encoder(data["video"])[0], data["flow"]).item()
     assert torch.isfinite(trainer.callback_metrics["train/latent_flow"])
     assert after < 0.5 * before
+
+
+def test_latent_flow_is_refused_without_two_latent_channels_and_for_the_cvae():
+    from ipoke.train.cvae import CVAEProfile
+
+    narrow = tiny_profile(latent_flow=1.0) | {"model": TINY.model_dump() | {"z_dim": 1}}
+    with pytest.raises(ValueError, match="z_dim is 1"):
+        AEProfile.model_validate(narrow)
+    AEProfile.model_validate(narrow | {"loss": {"latent_flow": 0.0}})
+    with pytest.raises(ValueError, match="cVAE draws z from its prior"):
+        CVAEProfile.model_validate(tiny_profile(latent_flow=1.0))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 from torchmetrics import MeanMetric
 
@@ -123,6 +123,12 @@ class AEProfile(Section):
     moving_flow_px: float = Field(1.0, ge=0)  # a held-out clip "moves" when its flow reaches this (99th pct)
     gif_clips: int = Field(4, ge=0)  # clips in each GT | reconstruction GIF
     eval_batches: int | None = Field(None, gt=0)  # test batches for the final metrics; null: the whole split
+
+    @model_validator(mode="after")
+    def _latent_flow_needs_two_channels(self) -> AEProfile:
+        if self.loss.latent_flow > 0 and self.model is not None and self.model.z_dim < 2:
+            raise ValueError(f"loss.latent_flow needs z's first 2 channels; z_dim is {self.model.z_dim}")
+        return self
 
 
 class TrainAEParams(StageSection):

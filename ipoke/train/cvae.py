@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ipoke.data.loader import make_loader, resolve_source
 from ipoke.data.shards import CLIPS_NAME
@@ -53,6 +53,15 @@ class CVAEProfile(AEProfile):
     loss: AELossConfig = AELossConfig(kl=0.1)
     kl_anneal_epochs: float = Field(5.0, ge=0)  # epochs over which the KL weight rises from 0 to loss.kl
     init_from_trained: bool = False  # start from the trained AE and encoders (see the module docstring)
+
+    @model_validator(mode="after")
+    def _no_latent_flow(self) -> CVAEProfile:
+        # The cVAE samples z from N(0, I); a term pinning z's mean to the clip's flow would fight its KL.
+        if self.loss.latent_flow > 0:
+            raise ValueError(
+                "loss.latent_flow is for the autoencoder; the cVAE draws z from its prior: set it to 0"
+            )
+        return self
 
 
 class TrainCVAEParams(StageSection):

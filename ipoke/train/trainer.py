@@ -5,7 +5,7 @@
 - ``last.ckpt`` in the stage's checkpoint directory, written atomically every ``checkpoint_every_n_steps``
   and at the end, and never with non-finite weights;
 - resume: :func:`fit` continues from ``last.ckpt`` when it exists, at the same global step (one written
-  past ``max_steps`` is dropped, so lowering ``max_steps`` retrains rather than keeping the longer run);
+  past ``max_steps`` is not resumed, so lowering ``max_steps`` retrains rather than keeping the longer run);
 - a :class:`NonFiniteGuard` that stops training cleanly at the first non-finite loss;
 - an ``MLFlowLogger`` writing into the stage's already open MLflow run;
 - precision (``16-mixed``, ``bf16-mixed``) and multi-GPU / multi-node DDP (``strategy: ddp``) from params.
@@ -246,32 +246,35 @@ def reset_stale_checkpoints(
     write_text(record, text)
 
 
-def checkpoint_step(path: str | os.PathLike) -> int:
-    """The global step a Lightning checkpoint was written at."""
-    return int(torch.load(path, map_location="cpu", weights_only=False)["global_step"])
+def resumable(path: Path, max_steps: int) -> bool:
+    """Whether the Lightning checkpoint ``path`` exists and was written at or before ``max_steps`` global
+    steps."""
+    if not path.is_file():
+        return False
+    return torch.load(path, map_location="cpu", weights_only=False)["global_step"] <= max_steps
 
 
 def fit(trainer: L.Trainer, module: L.LightningModule, train_loader, val_loader=None) -> None:
-    """Train, resuming from ``last.ckpt`` in the trainer's checkpoint directory when it exists.
+    """Train, resuming from ``last.ckpt`` in the trainer's checkpoint directory unless it is past max_steps.
 
     Raises :class:`TrainingDiverged` when the non-finite guard stopped the run.
     """
     checkpoint = next(c for c in trainer.callbacks if isinstance(c, LastCheckpoint))
     last = Path(checkpoint.dirpath) / LAST_CHECKPOINT
-    if last.is_file() and checkpoint_step(last) > trainer.max_steps:
-        # A shorter run than the checkpoint's would otherwise end at once with the longer-trained weights.
-        log.info(
-            "%s is past max_steps (%d global steps): removing it, starting afresh", last, trainer.max_steps
-        )
-        last.unlink()
-    ckpt_path = str(last) if last.is_file() else None
+    ckpt_path = str(last) if resumable(last, trainer.max_steps) else None
     if ckpt_path:
         log.info("resuming from %s", last)
+    elif last.is_file():
+        # A shorter run than the checkpoint's would otherwise end at once with the longer-trained weights.
+        # Every DDP rank decides alike; the fresh run's first checkpoint replaces the file.
+        log.info("%s is past max_steps (%d global steps): starting afresh", last, trainer.max_steps)
     trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path)
     guard = next(c for c in trainer.callbacks if isinstance(c, NonFiniteGuard))
     if guard.tripped_at is not None:
         kept = (
-            f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint had been written yet"
+            f"the last good checkpoint is {last}"
+            if resumable(last, trainer.max_steps)
+            else "no checkpoint had been written yet"
         )
         raise TrainingDiverged(
             f"training diverged: non-finite loss at global step {guard.tripped_at}; {kept}. "
