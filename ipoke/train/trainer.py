@@ -251,7 +251,8 @@ def resumable(path: Path, max_steps: int) -> bool:
     steps."""
     if not path.is_file():
         return False
-    return torch.load(path, map_location="cpu", weights_only=False)["global_step"] <= max_steps
+    # mmap: only the step is read, not the weights and optimiser state that Lightning loads next
+    return torch.load(path, map_location="cpu", weights_only=False, mmap=True)["global_step"] <= max_steps
 
 
 def fit(trainer: L.Trainer, module: L.LightningModule, train_loader, val_loader=None) -> None:
