@@ -205,6 +205,12 @@ def test_the_autoencoder_row_tracks_the_reconstruction_of_the_real_clip(shards, 
     still = run(ShiftDouble(follow=True, still_reconstruction=True), shards)
     assert np.allclose(still.control_error["ae_recon"], 6.0, atol=1.0)
     np.testing.assert_allclose(still.control_error["ipoke"], following.control_error["ipoke"])
+    # The ambiguity curve's reference lines score the same videos with the curve's error.
+    reference = following.ambiguity_reference
+    assert reference["ae_recon"] == pytest.approx(reference["gt_floor"])
+    assert still.ambiguity_reference["gt_floor"] == pytest.approx(reference["gt_floor"])
+    assert still.ambiguity_reference["ae_recon"] > reference["gt_floor"] + 2.0  # the keypoints stayed put
+    assert following.summary()["ambiguity_reference"] == pytest.approx(reference, rel=1e-5)
 
 
 def test_the_no_poke_rows_use_an_empty_poke_map(following, ignoring):

@@ -13,6 +13,7 @@ from ipoke.metrics.ambiguity import (
     ambiguity_point,
     keypoint_error,
     lpips_error,
+    reference_error,
 )
 from ipoke.metrics.perceptual import load_lpips
 
@@ -63,6 +64,20 @@ def test_curve_falls_with_more_pokes_and_reuses_each_examples_seed():
     assert np.all(np.diff(means) < 0)
     assert np.all(np.diff(spreads) < 0)
     assert calls == [(k, 4, 10 + i) for k in range(1, 6) for i in range(2)]
+
+
+def test_reference_error_averages_one_video_per_example():
+    examples = [example(0), example(1)]
+    assert reference_error(examples, mean_abs_error, lambda ex: ex.target) == 0.0
+    brighter = {
+        id(ex): np.clip(ex.target.astype(int) + 3 * i, 0, 255).astype(np.uint8)
+        for i, ex in enumerate(examples)
+    }
+    expected = np.mean([mean_abs_error(ex, brighter[id(ex)][None])[0] for ex in examples])
+    assert expected > 0
+    assert reference_error(examples, mean_abs_error, lambda ex: brighter[id(ex)]) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="at least one example"):
+        reference_error([], mean_abs_error, lambda ex: ex.target)
 
 
 def test_examples_need_enough_pokes():

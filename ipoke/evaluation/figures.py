@@ -50,8 +50,17 @@ def control_figure(errors: dict[str, dict[str, np.ndarray]]) -> bytes:
     return _png(fig)
 
 
-def ambiguity_figure(points: list[AmbiguityPoint], error_label: str) -> bytes:
-    """Fig. 9: mean error over samples with its spread (std over samples), and the best sample's error."""
+AMBIGUITY_REFERENCE_STYLE = {  # reference key -> (label, colour)
+    "ae_recon": ("AE reconstruction", "#2ca02c"),
+    "gt_floor": ("ground truth (tracker floor)", "#7f7f7f"),
+}
+
+
+def ambiguity_figure(
+    points: list[AmbiguityPoint], error_label: str, reference: dict[str, float] | None = None
+) -> bytes:
+    """Fig. 9: mean error over samples with its spread (std over samples), and the best sample's error;
+    ``reference`` errors (``ae_recon``, ``gt_floor``) as horizontal lines to read the curve against."""
     k = [p.n_pokes for p in points]
     mean = np.array([p.mean_error for p in points])
     std = np.array([p.std_error for p in points])
@@ -59,12 +68,15 @@ def ambiguity_figure(points: list[AmbiguityPoint], error_label: str) -> bytes:
     ax.plot(k, mean, "o-", color="#1f77b4", label="mean error")
     ax.fill_between(k, mean - std, mean + std, color="#1f77b4", alpha=0.2, label="± std over samples")
     ax.plot(k, [p.best_error for p in points], "s--", color="#ff7f0e", label="best sample")
+    for key, value in (reference or {}).items():
+        label, colour = AMBIGUITY_REFERENCE_STYLE[key]
+        ax.axhline(value, color=colour, linestyle=":", label=f"{label}: {value:.2f}")
     ax.set_xticks(k)
     ax.set_xlabel("number of pokes")
     ax.set_ylabel(error_label)
     ax.set_title(f"Controlling future ambiguity ({points[0].n_samples} samples)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # beside the axes, off the lines
     return _png(fig)
 
 

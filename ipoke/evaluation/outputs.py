@@ -2,8 +2,8 @@
 
 Layout (all paths in ``results.json`` are relative to the directory)::
 
-    results.json      the record: run facts, metrics summary, not-computed reasons, curve points,
-                      figure and video file names, the protocol text
+    results.json      the record: run facts, metrics summary, not-computed reasons, curve points and
+                      reference errors, figure and video file names, the protocol text
     per_clip.csv      one row per test clip
     ambiguity.csv     the Fig. 9 curve (n_pokes, mean_error, std_error, best_error)
     tables.md/.html   the paper-shaped tables with this run's rows
@@ -67,7 +67,11 @@ def build_record(results: EvaluationResults, profile: str, protocol: str) -> dic
     if isinstance(results.ambiguity, MetricUnavailable):
         ambiguity = results.ambiguity.as_record()
     else:
-        ambiguity = {"error": results.ambiguity_error, "points": [asdict(p) for p in results.ambiguity]}
+        ambiguity = {
+            "error": results.ambiguity_error,
+            "points": [asdict(p) for p in results.ambiguity],
+            "reference": results.ambiguity_reference,
+        }
     return {
         "dataset": results.dataset,
         "profile": profile,
@@ -97,7 +101,9 @@ def write_outputs(
     panels = figures.control_panels(results.control_error, keypoints)
     files["control"] = _write(directory, "figures/control.png", figures.control_figure(panels))
     if not isinstance(results.ambiguity, MetricUnavailable):
-        png = figures.ambiguity_figure(results.ambiguity, results.ambiguity_error)
+        png = figures.ambiguity_figure(
+            results.ambiguity, results.ambiguity_error, results.ambiguity_reference
+        )
         files["ambiguity"] = _write(directory, "figures/ambiguity.png", png)
     record["figures"] = files
     record["kinematics"] = [

@@ -39,6 +39,8 @@ the poke. Frame 0 of every video is x0; the metrics below compare the T = 10 fra
 - Ambiguity curve (Fig. 9): on ``ambiguity.n_examples`` clips (paper: 1000), 5 pokes from the same
   simulation (conditioned on drawing 5), the first k used for k = 1..5, ``ambiguity.n_samples`` samples
   each (paper: 50); error = keypoint distance where keypoints are known (as on iPER), else LPIPS (as on PP).
+  Not in the paper: the same error of the autoencoder's reconstructions of those clips, and with keypoints
+  of the real clips (the tracker's floor), as reference lines: how low more pokes could take the curve.
 
 FVD and LPIPS need pretrained weights (the Kinetics I3D; LPIPS-AlexNet as in the paper, or LPIPS-VGG16 with
 ``lpips_net``), fetched from the package registry on first use (:mod:`ipoke.pretrained.store`); without
@@ -75,7 +77,13 @@ from ipoke.evaluation.results import (
     MethodScores,
 )
 from ipoke.metrics import MetricUnavailable
-from ipoke.metrics.ambiguity import AmbiguityExample, ambiguity_curve, keypoint_error, lpips_error
+from ipoke.metrics.ambiguity import (
+    AmbiguityExample,
+    ambiguity_curve,
+    keypoint_error,
+    lpips_error,
+    reference_error,
+)
 from ipoke.metrics.control import end_point_error, point_motion, poke_outcome
 from ipoke.metrics.diversity import pairwise_lpips, pairwise_mse
 from ipoke.metrics.fvd import I3DFeatures, fvd
@@ -201,6 +209,11 @@ class PipelineSampler:
             x0, poke[None].to(self.pipeline.device), n, seed, self.temperature
         )
         return float_to_uint8(videos[0, :, 1:])
+
+    def reconstruct(self, example: AmbiguityExample) -> np.ndarray:
+        """The autoencoder's reconstruction of the example's clip, frames after x0 ``(T, H, W, 3)`` uint8."""
+        video = uint8_to_float(np.concatenate([example.image[None], example.target]))[None]
+        return float_to_uint8(self.pipeline.reconstruct(video.to(self.pipeline.device))[0, 1:].float().cpu())
 
 
 def poked_keypoints(keypoints: np.ndarray, pokes: np.ndarray, size: int) -> np.ndarray:
@@ -505,20 +518,21 @@ def _ambiguity(
     size: int,
     lpips: Lpips | MetricUnavailable,
 ):
-    """The Fig. 9 curve and a description of its error."""
+    """The Fig. 9 curve, a description of its error, and that error of the reference videos (the
+    autoencoder's reconstructions, and with keypoints the ground truth, i.e. the tracker's floor)."""
     if profile.ambiguity.n_examples == 0:
         return MetricUnavailable(
             "ambiguity",
             "switched off (ambiguity.n_examples = 0)",
             "Set evaluate.<profile>.ambiguity.n_examples > 0.",
-        ), "none"
+        ), "none", {}
     examples = _ambiguity_examples(clips, profile, pokes, size)
     if not examples:
         return MetricUnavailable(
             "ambiguity",
             "no test clip has five distinct moving pixels to poke",
             "Evaluate on clips with more motion (check the flow stage).",
-        ), "none"
+        ), "none", {}
     with_keypoints = all(e.keypoints is not None for e in examples)
     error = keypoint_error if with_keypoints else lpips_error(lpips)
     label = "keypoint distance to GT end positions (px)" if with_keypoints else "LPIPS to GT frames"
@@ -530,7 +544,12 @@ def _ambiguity(
         max_pokes=AMBIGUITY_POKES,
         seed=profile.seed,
     )
-    return curve, label
+    if isinstance(curve, MetricUnavailable):
+        return curve, label, {}
+    reference = {"ae_recon": reference_error(examples, error, sampler.reconstruct)}
+    if with_keypoints:
+        reference["gt_floor"] = reference_error(examples, error, lambda example: example.target)
+    return curve, label, reference
 
 
 def _kinematics(sampler: PipelineSampler, clips: list[TestClip], profile: EvalProfile, size: int):
@@ -609,7 +628,7 @@ def evaluate(
         raise IpokeError(f"{shard_dir}: {len(acc.clip_ids)} test clip(s); the protocol needs at least two")
 
     sampler = PipelineSampler(pipeline, pokes.patch_size, profile.temperature)
-    ambiguity, ambiguity_label = _ambiguity(
+    ambiguity, ambiguity_label, ambiguity_reference = _ambiguity(
         sampler, kept[: profile.ambiguity.n_examples], profile, pokes, pipeline.size, lpips
     )
     no_lpips = lpips if isinstance(lpips, MetricUnavailable) else None
@@ -635,6 +654,7 @@ def evaluate(
         keypoint_error=keypoint_error,
         ambiguity=ambiguity,
         ambiguity_error=ambiguity_label,
+        ambiguity_reference=ambiguity_reference,
         kinematics=_kinematics(sampler, kept[: profile.kinematics.n_images], profile, pipeline.size),
         poke_response=_background_response(pipeline, shard_dir, profile, pokes, acc.response),
         grids=grids,

@@ -104,6 +104,8 @@ class EvaluationResults:
     keypoint_error: dict[str, np.ndarray] | MetricUnavailable  # CONTROL_METHODS -> (N,) px
     ambiguity: list[AmbiguityPoint] | MetricUnavailable
     ambiguity_error: str  # what the ambiguity error measures, with its unit
+    # that error of the reference videos on the curve's examples: {"ae_recon": ..., "gt_floor": ...}
+    ambiguity_reference: dict[str, float] = field(default_factory=dict)
     # {"foreground"|"background": {"point_motion": px, "frame_change": grey levels}, "n_clips": {...}}
     poke_response: dict[str, dict[str, float]] | MetricUnavailable | None = None
     kinematics: list[KinematicsExample] = field(default_factory=list)
@@ -138,6 +140,8 @@ class EvaluationResults:
                 else {m: _mean(self.keypoint_error[m]) for m in CONTROL_METHODS}
             ),
             "poke_response": _response_summary(self.poke_response),
+            # the ambiguity curve's error (ambiguity.csv) of the reference videos, on the curve's clips
+            "ambiguity_reference": {key: _round(value) for key, value in self.ambiguity_reference.items()},
             "baselines": {key: scores.summary() for key, scores in self.baselines.items()},
         }
 

@@ -224,6 +224,9 @@ def run_table(record: dict) -> Table:
                 ],
             )
         )
+    for key, value in ambiguity.get("reference", {}).items():
+        what = f"the same error of the {CONTROL_LABELS[key]}"
+        rows.append(Row(f"ambiguity, {SHORT[key]}", [cell(value), what]))
     return Table(
         "run",
         f"All metrics of this run ({record['n_clips']} test clips, {record['n_samples']} samples each)",

@@ -6,6 +6,10 @@ over samples are taken (the paper's "Std-50s"), then averaged over examples. The
 example at every k, so the curve changes only with the pokes. Errors: LPIPS to the ground-truth frames
 (the paper's choice without keypoints) or the distance of tracked keypoints to their ground-truth end
 positions (the paper estimates keypoints with a pose network; we track the known x0 keypoints with flow).
+
+:func:`reference_error` scores fixed videos per example with the same error, for the lines a curve is read
+against: the ground-truth clips (with keypoints: what the tracker itself gets wrong) and the autoencoder's
+reconstructions of them (the best any sample decoded by it can be expected to do).
 """
 
 from __future__ import annotations
@@ -83,6 +87,15 @@ def keypoint_error(example: AmbiguityExample, videos: np.ndarray) -> np.ndarray:
             for video in videos
         ]
     )
+
+
+def reference_error(
+    examples: Sequence[AmbiguityExample], error: ErrorFn, video: Callable[[AmbiguityExample], np.ndarray]
+) -> float:
+    """Mean over examples of ``error`` of one video per example, ``video(example)`` ``(T, H, W, 3)`` uint8."""
+    if not examples:
+        raise ValueError("reference_error needs at least one example")
+    return float(np.mean([error(example, video(example)[None])[0] for example in examples]))
 
 
 def ambiguity_curve(
