@@ -211,6 +211,10 @@ def test_the_autoencoder_row_tracks_the_reconstruction_of_the_real_clip(shards, 
     assert still.ambiguity_reference["gt_floor"] == pytest.approx(reference["gt_floor"])
     assert still.ambiguity_reference["ae_recon"] > reference["gt_floor"] + 2.0  # the keypoints stayed put
     assert following.summary()["ambiguity_reference"] == pytest.approx(reference, rel=1e-5)
+    # the curve's pokes are the test clips' own: the spacing does not depend on the model
+    assert following.ambiguity_poke_spacing > 0
+    assert still.ambiguity_poke_spacing == following.ambiguity_poke_spacing
+    assert following.summary()["ambiguity_poke_spacing_px"] == pytest.approx(following.ambiguity_poke_spacing)
 
 
 def test_the_no_poke_rows_use_an_empty_poke_map(following, ignoring):
@@ -274,6 +278,7 @@ def test_clips_without_keypoints_report_keypoint_error_as_not_computed(tmp_path)
     assert results.summary()["keypoint_error_px"]["status"] == "not computed"
     assert isinstance(results.ambiguity, MetricUnavailable)
     assert results.summary()["ambiguity_reference"]["status"] == "not computed"
+    assert results.summary()["ambiguity_poke_spacing_px"]["status"] == "not computed"
 
 
 def test_without_keypoints_the_ambiguity_curve_and_its_reference_use_lpips(tmp_path):
@@ -290,6 +295,7 @@ def test_without_keypoints_the_ambiguity_curve_and_its_reference_use_lpips(tmp_p
     assert set(perfect.ambiguity_reference) == {"ae_recon"}  # no tracker floor without keypoints
     assert perfect.ambiguity_reference["ae_recon"] == pytest.approx(0.0, abs=1e-6)
     assert still.ambiguity_reference["ae_recon"] > 0.01
+    assert perfect.ambiguity_poke_spacing > 0  # the spacing does not need keypoints
 
 
 def test_poked_keypoints_are_the_nearest_in_view():
@@ -378,6 +384,8 @@ def test_evaluate_stage_writes_metrics_plots_outputs_and_logs_to_the_parent_run(
     assert "Table 1" in (out / "tables.md").read_text()
     assert set(record["ambiguity"]["reference"]) == {"ae_recon", "gt_floor"}
     assert "ambiguity, AE reconstruction ↓" in (out / "tables.md").read_text()
+    assert record["ambiguity"]["poke_spacing_px"] > 0
+    assert "ambiguity, poke spacing (px)" in (out / "tables.md").read_text()
     fixes = {r["metric"]: r["how_to_fix"] for r in record["not_computed"]}
     assert set(fixes) == {"fvd", "lpips"} and all("ipoke weights" in fix for fix in fixes.values())
 

@@ -13,6 +13,7 @@ from ipoke.metrics.ambiguity import (
     ambiguity_point,
     keypoint_error,
     lpips_error,
+    poke_spacing,
     reference_error,
 )
 from ipoke.metrics.perceptual import load_lpips
@@ -119,3 +120,18 @@ def test_missing_lpips_makes_the_curve_unavailable():
     missing = MetricUnavailable("lpips", "no weights", "get them")
     assert lpips_error(missing) is missing
     assert ambiguity_curve(noisy_sampler([]), [example(0)], missing) is missing
+
+
+def test_poke_spacing_is_the_mean_pairwise_distance_per_example():
+    def with_pokes(xy):
+        pokes = np.array([[x, y, 1.0, 0.0] for x, y in xy])
+        return AmbiguityExample(np.zeros((4, 4, 3), np.uint8), np.zeros((2, 4, 4, 3), np.uint8), pokes)
+
+    triangle = with_pokes([(0, 0), (3, 4), (0, 4)])  # distances 5, 3, 4
+    pair = with_pokes([(10, 10), (10, 12)])  # distance 2
+    assert poke_spacing([triangle]) == pytest.approx(4.0)
+    assert poke_spacing([triangle, pair]) == pytest.approx(3.0)
+    with pytest.raises(ValueError, match="at least one example"):
+        poke_spacing([])
+    with pytest.raises(ValueError, match="at least two pokes"):
+        poke_spacing([with_pokes([(1, 1)])])

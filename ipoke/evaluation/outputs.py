@@ -2,8 +2,8 @@
 
 Layout (all paths in ``results.json`` are relative to the directory)::
 
-    results.json      the record: run facts, metrics summary, not-computed reasons, curve points and
-                      reference errors, figure and video file names, the protocol text
+    results.json      the record: run facts, metrics summary, not-computed reasons, curve points,
+                      reference errors and poke spacing, figure and video file names, the protocol text
     per_clip.csv      one row per test clip
     ambiguity.csv     the Fig. 9 curve (n_pokes, mean_error, std_error, best_error)
     tables.md/.html   the paper-shaped tables with this run's rows
@@ -71,6 +71,7 @@ def build_record(results: EvaluationResults, profile: str, protocol: str) -> dic
             "error": results.ambiguity_error,
             "points": [asdict(p) for p in results.ambiguity],
             "reference": results.ambiguity_reference,
+            "poke_spacing_px": results.ambiguity_poke_spacing,
         }
     return {
         "dataset": results.dataset,

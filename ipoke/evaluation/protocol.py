@@ -82,6 +82,7 @@ from ipoke.metrics.ambiguity import (
     ambiguity_curve,
     keypoint_error,
     lpips_error,
+    poke_spacing,
     reference_error,
 )
 from ipoke.metrics.control import end_point_error, point_motion, poke_outcome
@@ -518,21 +519,22 @@ def _ambiguity(
     size: int,
     lpips: Lpips | MetricUnavailable,
 ):
-    """The Fig. 9 curve, a description of its error, and that error of the reference videos (the
-    autoencoder's reconstructions, and with keypoints the ground truth, i.e. the tracker's floor)."""
+    """The Fig. 9 curve, a description of its error, that error of the reference videos (the
+    autoencoder's reconstructions, and with keypoints the ground truth, i.e. the tracker's floor), and the
+    mean distance between the curve's pokes (px; None without a curve)."""
     if profile.ambiguity.n_examples == 0:
         return MetricUnavailable(
             "ambiguity",
             "switched off (ambiguity.n_examples = 0)",
             "Set evaluate.<profile>.ambiguity.n_examples > 0.",
-        ), "none", {}
+        ), "none", {}, None
     examples = _ambiguity_examples(clips, profile, pokes, size)
     if not examples:
         return MetricUnavailable(
             "ambiguity",
             "no test clip has five distinct moving pixels to poke",
             "Evaluate on clips with more motion (check the flow stage).",
-        ), "none", {}
+        ), "none", {}, None
     with_keypoints = all(e.keypoints is not None for e in examples)
     error = keypoint_error if with_keypoints else lpips_error(lpips)
     label = "keypoint distance to GT end positions (px)" if with_keypoints else "LPIPS to GT frames"
@@ -545,11 +547,11 @@ def _ambiguity(
         seed=profile.seed,
     )
     if isinstance(curve, MetricUnavailable):
-        return curve, label, {}
+        return curve, label, {}, None
     reference = {"ae_recon": reference_error(examples, error, sampler.reconstruct)}
     if with_keypoints:
         reference["gt_floor"] = reference_error(examples, error, lambda example: example.target)
-    return curve, label, reference
+    return curve, label, reference, poke_spacing(examples)
 
 
 def _kinematics(sampler: PipelineSampler, clips: list[TestClip], profile: EvalProfile, size: int):
@@ -628,7 +630,7 @@ def evaluate(
         raise IpokeError(f"{shard_dir}: {len(acc.clip_ids)} test clip(s); the protocol needs at least two")
 
     sampler = PipelineSampler(pipeline, pokes.patch_size, profile.temperature)
-    ambiguity, ambiguity_label, ambiguity_reference = _ambiguity(
+    ambiguity, ambiguity_label, ambiguity_reference, ambiguity_poke_spacing = _ambiguity(
         sampler, kept[: profile.ambiguity.n_examples], profile, pokes, pipeline.size, lpips
     )
     no_lpips = lpips if isinstance(lpips, MetricUnavailable) else None
@@ -655,6 +657,7 @@ def evaluate(
         ambiguity=ambiguity,
         ambiguity_error=ambiguity_label,
         ambiguity_reference=ambiguity_reference,
+        ambiguity_poke_spacing=ambiguity_poke_spacing,
         kinematics=_kinematics(sampler, kept[: profile.kinematics.n_images], profile, pipeline.size),
         poke_response=_background_response(pipeline, shard_dir, profile, pokes, acc.response),
         grids=grids,

@@ -106,6 +106,7 @@ class EvaluationResults:
     ambiguity_error: str  # what the ambiguity error measures, with its unit
     # that error of the reference videos on the curve's examples: {"ae_recon": ..., "gt_floor": ...}
     ambiguity_reference: dict[str, float] = field(default_factory=dict)
+    ambiguity_poke_spacing: float | None = None  # mean distance between the curve's pokes, px
     # {"foreground"|"background": {"point_motion": px, "frame_change": grey levels}, "n_clips": {...}}
     poke_response: dict[str, dict[str, float]] | MetricUnavailable | None = None
     kinematics: list[KinematicsExample] = field(default_factory=list)
@@ -145,6 +146,13 @@ class EvaluationResults:
                 not_computed(self.ambiguity)
                 if isinstance(self.ambiguity, MetricUnavailable)
                 else {key: _round(value) for key, value in self.ambiguity_reference.items()}
+            ),
+            "ambiguity_poke_spacing_px": (
+                not_computed(self.ambiguity)
+                if isinstance(self.ambiguity, MetricUnavailable)
+                else None
+                if self.ambiguity_poke_spacing is None
+                else _round(self.ambiguity_poke_spacing)
             ),
             "baselines": {key: scores.summary() for key, scores in self.baselines.items()},
         }

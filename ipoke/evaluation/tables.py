@@ -227,6 +227,9 @@ def run_table(record: dict) -> Table:
     for key, value in ambiguity.get("reference", {}).items():
         what = f"lower reference on the curve's clips: {CONTROL_LABELS[key]}; {ambiguity['error']}"
         rows.append(Row(f"ambiguity, {SHORT[key]} ↓", [cell(value), what]))
+    if ambiguity.get("poke_spacing_px") is not None:
+        what = "mean distance between the curve's pokes; if only a few px, they overlap and repeat the first"
+        rows.append(Row("ambiguity, poke spacing (px)", [cell(ambiguity["poke_spacing_px"]), what]))
     return Table(
         "run",
         f"All metrics of this run ({record['n_clips']} test clips, {record['n_samples']} samples each)",

@@ -10,7 +10,8 @@ positions (the paper estimates keypoints with a pose network; we track the known
 :func:`reference_error` scores fixed videos per example with the same error, for the lines a curve is read
 against: the ground-truth clips (with keypoints: what the tracker itself gets wrong) and the autoencoder's
 reconstructions of them. Both see the whole motion, so they are lower references, not bounds that a given
-number of pokes should reach: part of what they know, the pokes leave open.
+number of pokes should reach: part of what they know, the pokes leave open. :func:`poke_spacing` says how
+far apart the curve's pokes lie: when they crowd one part, a flat curve says little about the model.
 """
 
 from __future__ import annotations
@@ -98,6 +99,21 @@ def reference_error(
     if not examples:
         raise ValueError("reference_error needs at least one example")
     return float(np.mean([error(example, video_of(example)[None])[0] for example in examples]))
+
+
+def poke_spacing(examples: Sequence[AmbiguityExample]) -> float:
+    """Mean over examples of the mean distance (px) between an example's poke locations. Pokes a few pixels
+    apart (their patches overlap) sit on one part and repeat its motion, so later pokes add little."""
+    if not examples:
+        raise ValueError("poke_spacing needs at least one example")
+    spacings = []
+    for example in examples:
+        xy = np.asarray(example.pokes, np.float64)[:, :2]
+        if len(xy) < 2:
+            raise ValueError(f"poke_spacing needs at least two pokes per example, got {len(xy)}")
+        distances = np.linalg.norm(xy[:, None] - xy[None], axis=2)
+        spacings.append(distances[np.triu_indices(len(xy), 1)].mean())
+    return float(np.mean(spacings))
 
 
 def ambiguity_curve(
