@@ -511,6 +511,11 @@ def _ambiguity_examples(
     return examples
 
 
+def _without_curve(unavailable: MetricUnavailable, label: str = "none"):
+    """What :func:`_ambiguity` returns without a curve: no reference errors, no poke spacing."""
+    return unavailable, label, {}, None
+
+
 def _ambiguity(
     sampler: PipelineSampler,
     clips: list[TestClip],
@@ -523,18 +528,22 @@ def _ambiguity(
     autoencoder's reconstructions, and with keypoints the ground truth, i.e. the tracker's floor), and the
     mean distance between the curve's pokes (px; None without a curve)."""
     if profile.ambiguity.n_examples == 0:
-        return MetricUnavailable(
-            "ambiguity",
-            "switched off (ambiguity.n_examples = 0)",
-            "Set evaluate.<profile>.ambiguity.n_examples > 0.",
-        ), "none", {}, None
+        return _without_curve(
+            MetricUnavailable(
+                "ambiguity",
+                "switched off (ambiguity.n_examples = 0)",
+                "Set evaluate.<profile>.ambiguity.n_examples > 0.",
+            )
+        )
     examples = _ambiguity_examples(clips, profile, pokes, size)
     if not examples:
-        return MetricUnavailable(
-            "ambiguity",
-            "no test clip has five distinct moving pixels to poke",
-            "Evaluate on clips with more motion (check the flow stage).",
-        ), "none", {}, None
+        return _without_curve(
+            MetricUnavailable(
+                "ambiguity",
+                "no test clip has five distinct moving pixels to poke",
+                "Evaluate on clips with more motion (check the flow stage).",
+            )
+        )
     with_keypoints = all(e.keypoints is not None for e in examples)
     error = keypoint_error if with_keypoints else lpips_error(lpips)
     label = "keypoint distance to GT end positions (px)" if with_keypoints else "LPIPS to GT frames"
@@ -547,7 +556,7 @@ def _ambiguity(
         seed=profile.seed,
     )
     if isinstance(curve, MetricUnavailable):
-        return curve, label, {}, None
+        return _without_curve(curve, label)
     reference = {"ae_recon": reference_error(examples, error, sampler.reconstruct)}
     if with_keypoints:
         reference["gt_floor"] = reference_error(examples, error, lambda example: example.target)

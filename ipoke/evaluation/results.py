@@ -121,6 +121,7 @@ class EvaluationResults:
     def summary(self) -> dict[str, Any]:
         """The numbers of ``metrics.json``: means over clips (and samples), or ``not computed`` with the
         reason (:meth:`not_computed` has the full records)."""
+        no_curve = not_computed(self.ambiguity) if isinstance(self.ambiguity, MetricUnavailable) else None
         return {
             "n_clips": self.n_clips,
             "n_samples": self.n_samples,
@@ -142,18 +143,10 @@ class EvaluationResults:
             ),
             "poke_response": _response_summary(self.poke_response),
             # the ambiguity curve's error (ambiguity.csv) of the reference videos, on the curve's clips
-            "ambiguity_reference": (
-                not_computed(self.ambiguity)
-                if isinstance(self.ambiguity, MetricUnavailable)
-                else {key: _round(value) for key, value in self.ambiguity_reference.items()}
-            ),
-            "ambiguity_poke_spacing_px": (
-                not_computed(self.ambiguity)
-                if isinstance(self.ambiguity, MetricUnavailable)
-                else None
-                if self.ambiguity_poke_spacing is None
-                else _round(self.ambiguity_poke_spacing)
-            ),
+            "ambiguity_reference": no_curve
+            or {key: _round(value) for key, value in self.ambiguity_reference.items()},
+            "ambiguity_poke_spacing_px": no_curve
+            or (None if self.ambiguity_poke_spacing is None else _round(self.ambiguity_poke_spacing)),
             "baselines": {key: scores.summary() for key, scores in self.baselines.items()},
         }
 

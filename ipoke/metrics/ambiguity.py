@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.spatial.distance import pdist
 
 from ipoke.metrics.control import end_point_error
 from ipoke.metrics.kinematics import Sampler, check_samples
@@ -106,13 +107,10 @@ def poke_spacing(examples: Sequence[AmbiguityExample]) -> float:
     apart (their patches overlap) sit on one part and repeat its motion, so later pokes add little."""
     if not examples:
         raise ValueError("poke_spacing needs at least one example")
-    spacings = []
-    for example in examples:
-        xy = np.asarray(example.pokes, np.float64)[:, :2]
-        if len(xy) < 2:
-            raise ValueError(f"poke_spacing needs at least two pokes per example, got {len(xy)}")
-        distances = np.linalg.norm(xy[:, None] - xy[None], axis=2)
-        spacings.append(distances[np.triu_indices(len(xy), 1)].mean())
+    short = [len(example.pokes) for example in examples if len(example.pokes) < 2]
+    if short:
+        raise ValueError(f"poke_spacing needs at least two pokes per example, got {short[0]}")
+    spacings = [pdist(np.asarray(example.pokes, np.float64)[:, :2]).mean() for example in examples]
     return float(np.mean(spacings))
 
 
